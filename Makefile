@@ -1,0 +1,29 @@
+# The book's two commands: `make lab` (read it) and `make test` (check it). Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+NOTEBOOKS := chapters labs
+
+.PHONY: setup lab test clean-notebooks execute
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 chapters/00_start_here.ipynb
+
+# Unit, property and ledger tests, then every notebook under strict nbval, in one pytest run.
+test: setup
+	$(VENV)/bin/pytest tests --nbval $(NOTEBOOKS) --sanitize-with tests/sanitize.cfg
+
+# For authors: re-execute notebooks in place (NB=chapters/03_interrupts.ipynb), then strip widget state.
+NB ?= chapters/*.ipynb labs/*.ipynb
+execute: setup
+	for nb in $(NB); do $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done
+	$(PY) -m helpers.nbclean $(NB)

@@ -1,0 +1,1 @@
+"""widgets: thin ipywidgets views over the core models and the viz drawings."""
