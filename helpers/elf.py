@@ -1,0 +1,197 @@
+"""elf: what a real ELF file contains, read with pyelftools.
+
+Serves every chapter that builds something and then asks "what did the toolchain really produce?":
+chapter 1/2 (static vs dynamic, interpreters, needed libraries), chapter 4 (LTO's effect on ``.text`` and
+on symbols, the sections of Go binaries). It models the ELF gABI (System V ABI, "Object Files" chapter:
+section header table, symbol table, program headers, dynamic section) and nothing else.
+
+API::
+
+    info = read_elf(path)           -> ElfInfo
+    info.sections                   -> [Section(name, size, flags)]   (tuples: name, size, flags like "AX")
+    info.symbols                    -> [Symbol(name, value, size, type, bind, visibility, section)]
+    info.interp                     -> "/lib64/ld-linux-x86-64.so.2" or None   (PT_INTERP)
+    info.needed                     -> ["libc.so.6", ...]                      (DT_NEEDED)
+    info.is_static                  -> True when there is neither PT_INTERP nor DT_NEEDED
+    info.text_size                  -> size of ``.text`` (0 if absent)
+    info.section("name"), info.has_section("name"), info.symbol("name"), info.functions()
+    info.segments                   -> [Segment(type, vaddr, memsz, filesz, offset, flags)]
+    load_segments(path)             -> [(vaddr, bytes, flags)] of PT_LOAD segments (for an emulator)
+
+Bad input (missing file, not an ELF) raises :class:`ElfError` with a one-line message.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from elftools.common.exceptions import ELFError as _PyElfError
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+
+class ElfError(ValueError):
+    """The file is missing or is not a readable ELF. The message is one line."""
+
+
+class Section(NamedTuple):
+    name: str
+    size: int
+    flags: str  # readelf's letters: W (write), A (alloc), X (exec), M, S, T (TLS), G ...
+
+
+class Symbol(NamedTuple):
+    name: str
+    value: int
+    size: int
+    type: str        # FUNC, OBJECT, NOTYPE, SECTION, FILE, TLS ...
+    bind: str        # LOCAL, GLOBAL, WEAK
+    visibility: str  # DEFAULT, HIDDEN, PROTECTED, INTERNAL
+    section: str     # section name, or UND / ABS / COM
+
+
+class Segment(NamedTuple):
+    type: str   # PT_LOAD, PT_INTERP, ...
+    vaddr: int
+    memsz: int
+    filesz: int
+    offset: int
+    flags: str  # "R", "RW", "RX" ...
+
+
+# readelf's flag letters, in readelf's order (binutils readelf.c: get_elf_section_flags)
+_FLAG_LETTERS = [
+    (SH_FLAGS.SHF_WRITE, "W"), (SH_FLAGS.SHF_ALLOC, "A"), (SH_FLAGS.SHF_EXECINSTR, "X"),
+    (SH_FLAGS.SHF_MERGE, "M"), (SH_FLAGS.SHF_STRINGS, "S"), (SH_FLAGS.SHF_INFO_LINK, "I"),
+    (SH_FLAGS.SHF_LINK_ORDER, "L"), (SH_FLAGS.SHF_GROUP, "G"), (SH_FLAGS.SHF_TLS, "T"),
+]
+
+
+def _flags(value: int) -> str:
+    return "".join(letter for bit, letter in _FLAG_LETTERS if value & bit)
+
+
+def _strip_prefix(s: str, prefix: str) -> str:
+    return s[len(prefix):] if s.startswith(prefix) else s
+
+
+@dataclass
+class ElfInfo:
+    path: Path
+    machine: str          # EM_X86_64, EM_386, ...
+    elf_type: str         # ET_EXEC, ET_DYN, ET_REL
+    bits: int
+    entry: int
+    sections: list[Section] = field(default_factory=list)
+    symbols: list[Symbol] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    interp: str | None = None
+    needed: list[str] = field(default_factory=list)
+
+    @property
+    def is_static(self) -> bool:
+        return self.interp is None and not self.needed
+
+    @property
+    def text_size(self) -> int:
+        s = self.section(".text")
+        return s.size if s else 0
+
+    def section(self, name: str) -> Section | None:
+        return next((s for s in self.sections if s.name == name), None)
+
+    def has_section(self, name: str) -> bool:
+        return self.section(name) is not None
+
+    def symbol(self, name: str) -> Symbol | None:
+        """The first defined symbol called ``name`` (static symbols may repeat across files)."""
+        return next((s for s in self.symbols if s.name == name and s.section != "UND"), None)
+
+    def functions(self) -> list[Symbol]:
+        """Defined FUNC symbols, by address."""
+        return sorted((s for s in self.symbols if s.type == "FUNC" and s.section != "UND"), key=lambda s: s.value)
+
+    def function_at(self, addr: int) -> Symbol | None:
+        """The FUNC symbol whose [value, value+size) holds ``addr``."""
+        for s in self.functions():
+            if s.value <= addr < s.value + max(s.size, 1):
+                return s
+        return None
+
+
+def _open(path) -> tuple[Path, "object"]:
+    p = Path(path)
+    if not p.is_file():
+        raise ElfError(f"no such file: {p}")
+    f = p.open("rb")
+    if f.read(4) != b"\x7fELF":
+        f.close()
+        raise ElfError(f"not an ELF file (bad magic): {p.name}")
+    f.seek(0)
+    return p, f
+
+
+def read_elf(path) -> ElfInfo:
+    """Read sections, symbols (both .symtab and .dynsym), program headers, PT_INTERP and DT_NEEDED."""
+    p, f = _open(path)
+    try:
+        with f:
+            elf = ELFFile(f)
+            info = ElfInfo(p, elf["e_machine"], elf["e_type"], elf.elfclass, elf["e_entry"])
+            names = {}
+            for i, sec in enumerate(elf.iter_sections()):
+                names[i] = sec.name
+                if sec["sh_type"] != "SHT_NULL":
+                    info.sections.append(Section(sec.name, sec["sh_size"], _flags(sec["sh_flags"])))
+            for sec in elf.iter_sections():
+                if isinstance(sec, SymbolTableSection):
+                    for sym in sec.iter_symbols():
+                        if not sym.name:
+                            continue
+                        shndx = sym["st_shndx"]
+                        where = {"SHN_UNDEF": "UND", "SHN_ABS": "ABS", "SHN_COMMON": "COM"}.get(shndx) \
+                            if isinstance(shndx, str) else names.get(shndx, str(shndx))
+                        info.symbols.append(Symbol(
+                            sym.name, sym["st_value"], sym["st_size"],
+                            _strip_prefix(sym["st_info"]["type"], "STT_"),
+                            _strip_prefix(sym["st_info"]["bind"], "STB_"),
+                            _strip_prefix(sym["st_other"]["visibility"], "STV_"),
+                            where or str(shndx)))
+                elif isinstance(sec, DynamicSection):
+                    info.needed += [t.needed for t in sec.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
+            for seg in elf.iter_segments():
+                fl = seg["p_flags"]
+                info.segments.append(Segment(seg["p_type"], seg["p_vaddr"], seg["p_memsz"], seg["p_filesz"],
+                                             seg["p_offset"], ("R" if fl & 4 else "") + ("W" if fl & 2 else "")
+                                             + ("X" if fl & 1 else "")))
+                if seg["p_type"] == "PT_INTERP":
+                    info.interp = seg.get_interp_name()
+            return info
+    except _PyElfError as e:
+        raise ElfError(f"cannot parse ELF {p.name}: {str(e).splitlines()[0]}") from None
+    except ElfError:
+        raise
+    except Exception as e:  # construct/struct errors from a truncated or corrupt file
+        raise ElfError(f"cannot parse ELF {p.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def load_segments(path) -> list[tuple[int, bytes, str]]:
+    """The PT_LOAD segments as (vaddr, memory image, flags); bytes past p_filesz are zero (.bss)."""
+    p, f = _open(path)
+    try:
+        with f:
+            elf = ELFFile(f)
+            out = []
+            for seg in elf.iter_segments():
+                if seg["p_type"] != "PT_LOAD":
+                    continue
+                data = seg.data()
+                data = data + bytes(seg["p_memsz"] - len(data))
+                fl = seg["p_flags"]
+                out.append((seg["p_vaddr"], data, ("R" if fl & 4 else "") + ("W" if fl & 2 else "") + ("X" if fl & 1 else "")))
+            return out
+    except Exception as e:  # pyelftools/construct errors from a truncated or corrupt file
+        raise ElfError(f"cannot read segments of {p.name}: {type(e).__name__}") from None
