@@ -1,0 +1,119 @@
+"""helpers.abi: the convention tables agree with real compilers, checked by running compiled code.
+
+Each C convention's callees ``f0..f10`` are compiled once per available compiler (zig cc always, gcc when
+the host has it); Go's come from one ``go build``. hypothesis then draws argument lists, the book's
+:func:`place_arguments` decides where they go, the emulator runs the real callee, and the callee's result
+(a weighted sum that notices any misplaced argument) and the stack it leaves must match.
+"""
+import pytest
+from elftools.elf.elffile import ELFFile
+from hypothesis import given, settings, strategies as st
+
+from helpers import abi, toolchain
+from helpers.asm import disassemble
+
+COMPILERS = abi.available_compilers()
+
+
+@pytest.fixture(scope="module")
+def c_callees():
+    return {(name, comp): abi.load_object(toolchain.cc(abi.callee_source(name), **abi.compile_flags(name, comp)).path)
+            for name in abi.C_CONVENTIONS for comp in COMPILERS}
+
+
+@pytest.fixture(scope="module")
+def go_callees():
+    b = toolchain.go_build(abi.callee_source("go-abiinternal"))
+    return abi.load_functions(b.path, [f"main.F{n}" for n in range(abi.CALLEE_ARGS)])
+
+
+def _args(word_bits):
+    return st.lists(st.integers(0, (1 << word_bits) - 1), max_size=abi.CALLEE_ARGS - 1)
+
+
+@settings(max_examples=12)
+@given(data=st.data())
+def test_c_callees_find_arguments_where_place_arguments_puts_them(c_callees, data):
+    for (name, comp), text in c_callees.items():
+        conv = abi.convention(name)
+        args = data.draw(_args(8 * conv.word), label=f"{name}/{comp}")
+        p = abi.place_arguments(conv, args)
+        r = abi.run_call(text, f"f{len(args)}", conv, args)
+        assert r.value == abi.expected(args, conv), (name, comp, args)
+        # C08 and GCC's fastcall/stdcall: only callee-pops conventions remove their stack arguments
+        assert r.sp_after == p.callee_pops, (name, comp, args)
+        assert r.entry_regs == {reg: p.registers().get(reg, 0) for reg in conv.arg_regs}
+
+
+@settings(max_examples=12)
+@given(args=_args(64))
+def test_go_abiinternal_matches_the_go_compiler(go_callees, args):
+    r = abi.run_call(go_callees, f"main.F{len(args)}", "go-abiinternal", args)
+    assert r.value == abi.expected(args, "go-abiinternal")
+    assert r.sp_after == 0
+
+
+@pytest.mark.parametrize("comp", COMPILERS)
+@pytest.mark.parametrize("name", abi.C_CONVENTIONS)
+def test_compiled_call_sites_match_place_arguments(name, comp):
+    conv = abi.convention(name)
+    args = [0x11, 0x22, 0, 0x44, 0x55, 0x66, 0x77, 0x88]
+    b = toolchain.cc(abi.caller_source(name, args), **abi.compile_flags(name, comp))
+    with open(b.path, "rb") as f:
+        code = ELFFile(f).get_section_by_name(".text").data()
+    got = abi.call_site_arguments(disassemble(code, arch=conv.arch), conv.arch)
+    p = abi.place_arguments(name, args)
+    assert got["registers"] == p.registers()
+    assert got["stack"] == [v for _, v in sorted(p.stack().items())]
+    assert got["cleanup"] == (p.stack_bytes if conv.cleanup == "caller" else 0)
+
+
+def test_regparm3_table():
+    p = abi.place_arguments("regparm(3)", [1, 2, 3, 4])
+    assert p.registers() == {"eax": 1, "edx": 2, "ecx": 3}
+    assert p.stack() == {4: 4} and p.stack_bytes == 4 and p.callee_pops == 0
+    assert abi.place_arguments("fastcall", [1, 2, 3]).callee_pops == 4
+    assert abi.place_arguments("sysv-x86_64", list(range(8))).stack() == {8: 6, 16: 7}
+    assert abi.return_registers("cdecl", 2) == ("eax", "edx")
+    assert abi.convention("go-abiinternal").callee_saved == ()
+
+
+@given(st.lists(st.integers(-(1 << 31), (1 << 32) - 1), max_size=abi.MAX_ARGS),
+       st.sampled_from(sorted(abi.CONVENTIONS)))
+def test_place_arguments_properties(args, name):
+    conv = abi.convention(name)
+    p = abi.place_arguments(conv, args)
+    assert [s.index for s in p.slots] == list(range(len(args)))
+    in_regs = [s.register for s in p.slots if s.register]
+    assert in_regs == list(conv.arg_regs[:len(in_regs)])          # registers fill in order
+    offs = [s.offset for s in p.slots if s.register is None]
+    assert offs == [conv.word * (k + 1) for k in range(len(offs))]  # then the stack, upward from sp+word
+    assert p.stack_bytes == conv.word * len(offs)
+    assert all(s.value == a & ((1 << 8 * conv.word) - 1) for s, a in zip(p.slots, args))
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (("nope", [1]), "unknown convention"),
+    (("cdecl", [1.5]), "only word-sized integers"),
+    (("cdecl", [1 << 40]), "does not fit"),
+    (("cdecl", "123"), "list of integers"),
+    (("cdecl", [0] * 17), "at most"),
+])
+def test_bad_input_is_one_line(bad, msg):
+    with pytest.raises(ValueError, match=msg) as e:
+        abi.place_arguments(*bad)
+    assert "\n" not in str(e.value)
+
+
+def test_compiler_missing_is_one_line(monkeypatch):
+    monkeypatch.setattr(toolchain, "tools", lambda: {**{k: None for k in toolchain.HINTS}})
+    assert abi.available_compilers() == []
+    with pytest.raises(toolchain.ToolMissing, match="gcc not found") as e:
+        toolchain.cc(abi.callee_source("cdecl", 2), **abi.compile_flags("cdecl", "gcc"))
+    assert "\n" not in str(e.value)
+
+
+def test_load_object_refuses_external_symbols():
+    b = toolchain.cc(abi.caller_source("cdecl", [1]), **abi.compile_flags("cdecl", "zig"))
+    with pytest.raises(ValueError, match="outside .text"):
+        abi.load_object(b.path)
