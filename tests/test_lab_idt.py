@@ -1,0 +1,64 @@
+"""The IDT lab: deterministic problems, keys that agree with helpers.idt, and specific feedback."""
+import subprocess
+import sys
+
+from hypothesis import given, settings, strategies as st
+
+from helpers import idt
+from helpers.labs import idt as lab
+
+
+def test_same_seed_same_problem_and_different_seeds_differ():
+    assert lab.generate(7).text(answers=True) == lab.generate(7).text(answers=True)
+    assert len({lab.generate(s).text() for s in range(20)}) == 20
+
+
+def test_seed_7_is_stable_across_versions():
+    # A fixed point: if random.Random's integer methods ever changed, every student's problem would too.
+    p = lab.generate(7)
+    assert idt.hexbytes(p.key()["encode"]) == "60 cd 10 00 02 8e a5 81 ff ff ff ff 00 00 00 00"
+    assert p.key()["fault"] == "#GP" and p.key()["vector"] == 13
+
+
+@given(st.integers(0, 10**9))
+@settings(max_examples=60, deadline=None)
+def test_key_is_correct_and_agrees_with_the_model(seed):
+    p = lab.generate(seed)
+    key = p.key()
+    assert all(fb.ok for fb in lab.check(p, key))
+    assert idt.Gate.decode(key["encode"]).encode() == key["encode"]
+    dec = idt.Gate.decode(p.params["decode_bytes"])
+    assert (key["decode_handler"], key["decode_kind"], key["decode_dpl"], key["decode_ist"]) == \
+           (dec.offset, dec.kind, dec.dpl, dec.ist)
+    assert key["frame"][:5] == ["SS", "RSP", "RFLAGS", "CS", "RIP"]
+    assert key["rsp"] % 16 == (8 if len(key["frame"]) == 5 else 0)  # 16-byte aligned, then 5 or 6 pushes
+
+
+def test_specific_feedback():
+    p = lab.generate(7)
+    answers = p.key()
+    wrong = bytearray(answers["encode"])
+    wrong[5] = 0x8F  # trap gate instead of the interrupt gate asked for
+    answers["encode"] = bytes(wrong)
+    answers["frame"] = "RFLAGS, CS, RIP"
+    answers["if_after"] = 1
+    fb = {f.question: f for f in lab.check(p, answers)}
+    assert fb["encode"].message.startswith("byte 5 should be 0x8e: you encoded a trap gate")
+    assert "always pushes SS and RSP" in fb["frame"].message
+    assert "interrupt gate" in fb["if_after"].message and not fb["if_after"].ok
+    assert sum(f.ok for f in fb.values()) == len(fb) - 3
+
+
+def test_bad_input_is_one_line_not_a_traceback():
+    p = lab.generate(3)
+    fb = {f.question: f for f in lab.check(p, {"encode": "8e 0", "rsp": "xyz", "decode_dpl": "three"})}
+    assert "odd number of hex digits" in fb["encode"].message
+    assert "not a hex digit" in fb["rsp"].message
+    assert not fb["decode_dpl"].ok and "\n" not in fb["decode_dpl"].message
+    assert fb["vector"].message.startswith("no answer yet")
+
+
+def test_cli_prints_params_first_and_key_with_c():
+    out = subprocess.run([sys.executable, "-m", "helpers.labs", "idt", "--seed", "7", "-c"], capture_output=True,
+                         text=True, timeout=60).stdout
+    assert out.index("Parameters:") < out.index("Questions:") and "answer: 0xffffc90000013fd0" in out
