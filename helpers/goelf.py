@@ -1,0 +1,320 @@
+"""goelf: what the Go runtime itself knows about a Go binary, read back from the ELF file.
+
+Serves chapter 4b (goroutine stacks): the stack-growth model in :mod:`helpers.gostack` needs the same
+tables the real runtime uses, read from the real binary rather than typed in:
+
+* ``.gopclntab`` -- the function table and each function's *pcsp* table (SP delta at every PC), as the
+  runtime's ``findfunc``/``pcvalue``/``funcMaxSPDelta`` read them. Format of Go 1.20 and later (magic
+  0xfffffff1): golang/go src/runtime/symtab.go (``pcHeader``, ``step``, ``readvarint``, ``funcMaxSPDelta``),
+  src/runtime/runtime2.go (``_func``), src/internal/abi/symtab.go (the magic numbers).
+* DWARF ``.debug_info`` -- field offsets of runtime structs (``runtime.g``, ``runtime.gobuf``), so the
+  model never hard-codes ``stackguard0 = +0x10``; it asks the binary.
+* constants of the pinned Go tree (``stackGuard``, ``stackPreempt``, ...) evaluated from ``src/`` for
+  linux/amd64 (:func:`runtime_constants`).
+
+API::
+
+    b = GoBinary(path)
+    b.symbol("main.delta") -> address;  b.funcs; b.findfunc(pc) -> Func | None;  b.func("main.small")
+    b.pcsp(func, pc) -> SP delta (bytes below the entry SP, return address excluded);  b.max_sp_delta(func)
+    b.struct("runtime.g") -> {"stack.lo": 0, "stack.hi": 8, "stackguard0": 16, "sched.sp": ..., ...}
+    b.struct_size("runtime.g")
+    runtime_constants() -> {"stackGuard": 928, "stackPreempt": 0xfffffffffffffade, ...}
+
+Bad input raises :class:`GoBinaryError` (a ValueError) with one line.
+"""
+from __future__ import annotations
+
+import ast
+import bisect
+import re
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+
+from helpers import elf as _elf
+from helpers import toolchain
+
+GO120_MAGIC = 0xFFFFFFF1  # internal/abi/symtab.go: Go120PCLnTabMagic
+PC_QUANTUM = 1  # internal/runtime/sys: PCQuantum on amd64
+
+
+class GoBinaryError(ValueError):
+    """Not a Go binary the model can read (no .gopclntab, old format, missing DWARF...). One line."""
+
+
+@dataclass(frozen=True)
+class Func:
+    """One row of the runtime's function table (runtime2.go: _func)."""
+
+    name: str
+    entry: int
+    end: int
+    args: int       # in/out argument bytes (stack ABI0 view)
+    pcsp: int       # offset of the pcsp table in pctab
+    funcid: int
+
+    def __contains__(self, pc: int) -> bool:
+        return self.entry <= pc < self.end
+
+
+def _readvarint(p: bytes, i: int) -> tuple[int, int]:
+    # runtime/symtab.go: readvarint
+    v = shift = 0
+    while True:
+        b = p[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return v, i
+        shift += 7
+
+
+def pcvalue_steps(table: bytes, off: int, entry: int):
+    """Yield (start_pc, end_pc, value) runs of one pc-value table (runtime/symtab.go: step)."""
+    pc, val, i, first = entry, -1, off, True
+    while True:
+        uv, i2 = _readvarint(table, i)
+        if uv == 0 and not first:
+            return
+        first = False
+        val += -(uv & 1) ^ (uv >> 1)  # zig-zag decoded value delta
+        pcd, i = _readvarint(table, i2)
+        start, pc = pc, pc + pcd * PC_QUANTUM
+        yield start, pc, val
+
+
+class GoBinary:
+    """A Go ELF executable with its pclntab and the DWARF layout of runtime structs."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            self.info = _elf.read_elf(self.path)
+        except _elf.ElfError as e:
+            raise GoBinaryError(str(e)) from None
+        if self.info.machine != "EM_X86_64":
+            raise GoBinaryError(f"{self.path.name}: only linux/amd64 Go binaries are modelled, not {self.info.machine}")
+        self.symbols = {s.name: s for s in self.info.symbols if s.section != "UND"}
+        sec = self.info.section(".gopclntab")
+        if sec is None:
+            raise GoBinaryError(f"{self.path.name}: no .gopclntab section (not a Go binary, or stripped with -s?)")
+        with self.path.open("rb") as f:
+            e = ELFFile(f)
+            self._pcln = e.get_section_by_name(".gopclntab").data()
+            self.segments = [(vaddr, data, fl) for vaddr, data, fl in _elf.load_segments(self.path)]
+        self._parse_pclntab()
+
+    # ------------------------------------------------------------------ symbols and memory
+    def symbol(self, name: str) -> int:
+        s = self.symbols.get(name)
+        if s is None:
+            raise GoBinaryError(f"{self.path.name}: no symbol {name!r}")
+        return s.value
+
+    def symbol_size(self, name: str) -> int:
+        self.symbol(name)
+        return self.symbols[name].size
+
+    # ------------------------------------------------------------------ pclntab
+    def _parse_pclntab(self) -> None:
+        p = self._pcln
+        magic, pad1, pad2, min_lc, ptr = struct.unpack_from("<IBBBB", p, 0)
+        if magic != GO120_MAGIC:
+            raise GoBinaryError(f"{self.path.name}: pclntab magic {magic:#x}, only the Go 1.20+ format ({GO120_MAGIC:#x}) is read")
+        if ptr != 8 or min_lc != 1:
+            raise GoBinaryError(f"{self.path.name}: pclntab for ptrSize={ptr}, minLC={min_lc}; expected amd64 (8, 1)")
+        # runtime/symtab.go: pcHeader {magic, pad1, pad2, minLC, ptrSize, nfunc, nfiles, _, funcnameOffset,
+        #                              cuOffset, filetabOffset, pctabOffset, pclnOffset}
+        nfunc, _nfiles, _unused, funcname_off, _cu, _filetab, pctab_off, pcln_off = struct.unpack_from("<8Q", p, 8)
+        # The entry offsets are relative to moduledata.text (runtime/symtab.go: textAddr), i.e. runtime.text.
+        text = self.symbol("runtime.text")
+        self._pctab = memoryview(p)[pctab_off:]
+        ftab = pcln_off
+        funcs = []
+        for k in range(nfunc):
+            entry_off, func_off = struct.unpack_from("<II", p, ftab + 8 * k)
+            end_off, _ = struct.unpack_from("<II", p, ftab + 8 * (k + 1))
+            # runtime2.go: _func {entryOff u32, nameOff i32, args i32, deferreturn u32, pcsp u32, pcfile u32,
+            #                     pcln u32, npcdata u32, cuOffset u32, startLine i32, funcID u8, flag u8, _ u8, nfuncdata u8}
+            fo = pcln_off + func_off
+            _e, name_off, args, _dr, pcsp = struct.unpack_from("<IiiII", p, fo)
+            funcid = p[fo + 40]
+            start = funcname_off + name_off
+            name = p[start:p.index(b"\0", start)].decode()
+            funcs.append(Func(name, text + entry_off, text + end_off, args, pcsp, funcid))
+        self.funcs = funcs
+        self._entries = [f.entry for f in funcs]
+        self._by_name = {f.name: f for f in funcs}
+
+    def findfunc(self, pc: int) -> Func | None:
+        """The function containing ``pc`` (runtime/symtab.go: findfunc), or None."""
+        i = bisect.bisect_right(self._entries, pc) - 1
+        if i < 0 or pc >= self.funcs[i].end:
+            return None
+        return self.funcs[i]
+
+    def func(self, name: str) -> Func:
+        f = self._by_name.get(name)
+        if f is None:
+            raise GoBinaryError(f"{self.path.name}: no function {name!r} in .gopclntab")
+        return f
+
+    def pcsp_table(self, f: Func) -> list[tuple[int, int, int]]:
+        """The pcsp runs of ``f``: [(start_pc, end_pc, sp_delta)]."""
+        return _pcsp_runs(self, f)
+
+    def pcsp(self, f: Func, pc: int) -> int:
+        """Bytes the function has pushed below its entry SP (return address excluded) at ``pc``
+        (runtime/symtab.go: funcspdelta)."""
+        cache = self.__dict__.setdefault("_pcsp_at", {})
+        v = cache.get(pc)
+        if v is not None:
+            return v
+        for start, end, val in _pcsp_runs(self, f):
+            if start <= pc < end:
+                cache[pc] = val
+                return val
+        raise GoBinaryError(f"pc {pc:#x} has no pcsp entry in {f.name}")
+
+    def max_sp_delta(self, f: Func) -> int:
+        """runtime/symtab.go: funcMaxSPDelta -- the most stack the function's own frame needs."""
+        return max([0] + [v for _s, _e, v in _pcsp_runs(self, f)])
+
+    # ------------------------------------------------------------------ DWARF
+    def struct(self, name: str) -> dict[str, int]:
+        """Flattened member offsets of a struct type from DWARF, e.g. {"sched.sp": 56}."""
+        return dict(_dwarf_structs(str(self.path))[name][1])
+
+    def struct_size(self, name: str) -> int:
+        return _dwarf_structs(str(self.path))[name][0]
+
+
+@lru_cache(maxsize=4096)
+def _pcsp_runs_cached(path: str, off: int, entry: int, data: bytes) -> tuple:
+    return tuple(pcvalue_steps(data, 0, entry))
+
+
+def _pcsp_runs(b: GoBinary, f: Func):
+    if f.pcsp == 0:
+        return ()
+    key = (str(b.path), f.pcsp, f.entry)
+    cache = b.__dict__.setdefault("_pcsp_cache", {})
+    runs = cache.get(key)
+    if runs is None:
+        runs = cache[key] = tuple(pcvalue_steps(b._pctab, f.pcsp, f.entry))
+    return runs
+
+
+WANTED_STRUCTS = ("runtime.g", "runtime.gobuf", "runtime.stack", "runtime.m")
+
+
+@lru_cache(maxsize=8)
+def _dwarf_structs(path: str) -> dict[str, tuple[int, list[tuple[str, int]]]]:
+    """Read the runtime CU's DWARF once: {struct: (byte_size, [(flattened member, offset)])}."""
+    with open(path, "rb") as fh:
+        e = ELFFile(fh)
+        if not e.has_dwarf_info():
+            raise GoBinaryError(f"{Path(path).name}: no DWARF (built with -w?); the model reads struct offsets from it")
+        dw = e.get_dwarf_info()
+        types: dict[str, object] = {}
+        for cu in dw.iter_CUs():
+            top = cu.get_top_DIE()
+            if top.attributes.get("DW_AT_name") and top.attributes["DW_AT_name"].value != b"runtime":
+                continue
+            for die in top.iter_children():
+                if die.tag == "DW_TAG_structure_type" and "DW_AT_name" in die.attributes:  # not the typedefs
+                    n = die.attributes["DW_AT_name"].value.decode()
+                    if n in WANTED_STRUCTS:
+                        types[n] = die
+            break
+        out = {}
+        for n, die in types.items():
+            out[n] = (die.attributes["DW_AT_byte_size"].value, _flatten(die, "", 0, 0))
+    missing = [n for n in ("runtime.g", "runtime.gobuf") if n not in out]
+    if missing:
+        raise GoBinaryError(f"{Path(path).name}: DWARF has no {missing[0]}")
+    return out
+
+
+def _flatten(die, prefix: str, base: int, depth: int) -> list[tuple[str, int]]:
+    rows = []
+    for m in die.iter_children():
+        if m.tag != "DW_TAG_member" or "DW_AT_name" not in m.attributes:
+            continue
+        name = prefix + m.attributes["DW_AT_name"].value.decode()
+        off = base + m.attributes["DW_AT_data_member_location"].value
+        rows.append((name, off))
+        t = m.get_DIE_from_attribute("DW_AT_type") if "DW_AT_type" in m.attributes else None
+        while t is not None and t.tag == "DW_TAG_typedef" and "DW_AT_type" in t.attributes:  # Go names types by typedef
+            t = t.get_DIE_from_attribute("DW_AT_type")
+        # descend into embedded structs (g.stack, g.sched) but not through pointers
+        if t is not None and t.tag == "DW_TAG_structure_type" and depth < 2:
+            tn = t.attributes.get("DW_AT_name")
+            if tn and tn.value.decode() in ("runtime.stack", "runtime.gobuf"):
+                rows += _flatten(t, name + ".", off, depth + 1)
+    return rows
+
+
+# ---------------------------------------------------------------------- constants from the pinned src/
+
+LINUX_AMD64 = {"goos.IsWindows": 0, "goos.IsPlan9": 0, "goos.IsIos": 0, "goos.IsAix": 0, "goos.IsOpenbsd": 0,
+               "goarch.IsArm64": 0, "isRace": 0, "goarch.PtrSize": 8}
+
+
+def _const_expr(text: str, name: str) -> str:
+    m = re.search(rf"^\s*(?:const\s+)?{re.escape(name)}\s*(?:[A-Za-z.]+\s*)?=\s*([^\n/]+)", text, re.M)
+    if not m:
+        raise GoBinaryError(f"constant {name} not found in the pinned Go source")
+    return m.group(1).strip()
+
+
+def _eval(expr: str, env: dict) -> int:
+    """Evaluate a Go constant expression of + - * & << and names (no calls) with Python's ast."""
+    py = expr
+    for k in sorted(env, key=len, reverse=True):
+        py = re.sub(rf"(?<![\w.]){re.escape(k)}(?![\w])", f"({env[k]})", py)
+    tree = ast.parse(py, mode="eval")
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Add, ast.Sub,
+                                 ast.Mult, ast.BitAnd, ast.LShift, ast.USub, ast.FloorDiv)):
+            raise GoBinaryError(f"cannot evaluate Go constant expression {expr!r}")
+    return int(eval(compile(tree, "<go-const>", "eval")))  # only arithmetic nodes survive the check above
+
+
+@lru_cache(maxsize=1)
+def runtime_constants() -> dict[str, int]:
+    """Stack constants of the pinned Go for linux/amd64, evaluated from its src/ (never typed in).
+
+    golang/go src/internal/abi/stack.go (StackNosplitBase, StackSmall, StackBig),
+    src/internal/runtime/sys/consts.go (StackGuardMultiplier), src/runtime/stack.go (stackSystem, stackMin,
+    stackNosplit, stackGuard, stackPreempt, stackForceMove).
+    """
+    src = toolchain.goroot() / "src"
+    abi = (src / "internal/abi/stack.go").read_text()
+    sysc = (src / "internal/runtime/sys/consts.go").read_text()
+    stack = (src / "runtime/stack.go").read_text()
+    env = dict(LINUX_AMD64)
+    for n in ("StackNosplitBase", "StackSmall", "StackBig"):
+        env["abi." + n] = _eval(_const_expr(abi, n), env)
+    env["sys.StackGuardMultiplier"] = _eval(_const_expr(sysc, "StackGuardMultiplier"), env)
+    env["uintptrMask"] = (1 << 64) - 1  # runtime/stack.go: uintptrMask = 1<<(8*goarch.PtrSize) - 1
+    for n in ("stackSystem", "stackMin", "stackNosplit", "stackGuard", "stackPreempt", "stackFork", "stackForceMove"):
+        env[n] = _eval(_const_expr(stack, n), env)
+    env["fixedStack"] = _fixed_stack(env["stackMin"] + env["stackSystem"])
+    out = {k: env[k] for k in ("stackSystem", "stackMin", "fixedStack", "stackNosplit", "stackGuard",
+                               "stackPreempt", "stackForceMove")}
+    out.update(StackSmall=env["abi.StackSmall"], StackBig=env["abi.StackBig"],
+               StackNosplitBase=env["abi.StackNosplitBase"], StackGuardMultiplier=env["sys.StackGuardMultiplier"])
+    return out
+
+
+def _fixed_stack(n: int) -> int:
+    # runtime/stack.go: fixedStack0..6 round stackMin+stackSystem up to a power of two
+    n -= 1
+    for s in (1, 2, 4, 8, 16):
+        n |= n >> s
+    return n + 1

@@ -1,0 +1,1030 @@
+"""gostack: real Go machine code growing its goroutine stack in an emulator, with the runtime modelled in Python.
+
+Serves chapter 4b (article §4.2, claims C50-C55), the stack-growth viewer and the stack-growth lab.
+
+What is real: the machine code. A Go program built by the pinned Go (helpers.toolchain.go_build) is mapped
+into unicorn at its own addresses and its functions run unmodified, including the compiler's stack-check
+prologue ``CMPQ SP, 16(R14); JBE morestack`` (cmd/internal/obj/x86/obj6.go: stacksplit).
+
+What is modelled: the runtime. A fake ``g`` lives in emulated memory with the field offsets read from the
+binary's DWARF (:mod:`helpers.goelf`), its address in R14 as ABIInternal requires
+(golang/go src/cmd/compile/abi-internal.md, "amd64 architecture"). When the prologue calls
+``runtime.morestack``, Python does what these functions of golang/go src/runtime/stack.go do:
+
+* ``morestack`` (src/runtime/asm_amd64.s): save f's PC/SP/BP/ctxt in ``g.sched``;
+* ``newstack``: a preemption request (stackguard0 == stackPreempt) is a preemption, not growth; otherwise
+  double the size until ``funcMaxSPDelta(f) + stackGuard`` fits;
+* ``copystack``/``adjustframe``/``adjustctxt``: copy the used part to the top of a new stack, move SP and BP,
+  walk the frames with the pcsp table and fix each saved frame pointer, set ``stackguard0 = new.lo +
+  stackGuard``, free (unmap) the old stack, so a stale pointer faults at once;
+* ``gogo``: resume at ``g.sched.pc`` (the prologue's retry jump) with only SP, BP, ctxt and R14 restored;
+  every other general register is poisoned, as the real switch does not keep them either.
+
+Also modelled: ``shrinkstack`` (GC halves a stack that is less than 1/4 used), a round-robin scheduler over
+several goroutines (``gopreempt_m`` puts the preempted goroutine at the back of the run queue), ``sysmon``'s
+periodic preemption request, and the *segmented* stacks of Go <= 1.2 (a new segment linked to the old one,
+released when the function returns through a ``lessstack`` stub) on the very same machine code.
+
+Programs must not allocate: the fake g has no m (``g.m == nil``), so anything that enters the allocator or
+the scheduler would crash. The example programs in :data:`STACKS_GO` are written that way.
+
+API::
+
+    prog = GoProgram.example()              # STACKS_GO, built once and cached
+    rt = Runtime(prog, initial_stack=2048, policy="copying")     # or "segmented"
+    g = rt.go("main.small", 2000, 0)         # integer args in ABIInternal registers
+    rt.run(max_insns=5_000_000)
+    g.result; rt.events; rt.snapshot(g)
+    rt.sysmon(every_insns=20_000); rt.gc()
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import capstone
+import unicorn
+from unicorn import x86_const as X
+
+from helpers import toolchain
+from helpers.goelf import GoBinary, GoBinaryError, runtime_constants
+
+# ------------------------------------------------------------------------------------------- layout
+
+PAGE = 0x1000
+STACK_ARENA = 0xC000000000   # Go's first heap arena hint on linux/amd64 (runtime/malloc.go: mallocinit)
+STACK_GAP = PAGE             # an unmapped page between stacks, so running off one faults
+G_AREA = 0xB000000000        # where the fake g structs live
+G_STRIDE = 0x400             # one g per 1 KiB (DWARF says runtime.g is smaller than that; checked below)
+LESSSTACK = 0xA000000000     # the segmented policy's return trampoline (Go <= 1.2: runtime.lessstack)
+POISON = 0xDEAD_BEEF_DEAD_BEEF
+MAX_STACK = 64 << 20         # the model's limit (the real runtime's maxstacksize is 1 GB on 64-bit)
+
+# ABIInternal integer argument/result registers (src/cmd/compile/abi-internal.md, amd64)
+INT_ARG_REGS = (X.UC_X86_REG_RAX, X.UC_X86_REG_RBX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDI, X.UC_X86_REG_RSI,
+                X.UC_X86_REG_R8, X.UC_X86_REG_R9, X.UC_X86_REG_R10, X.UC_X86_REG_R11)
+# registers gogo does not restore: poisoned on every resume
+SCRATCH_REGS = INT_ARG_REGS + (X.UC_X86_REG_R12, X.UC_X86_REG_R13)
+
+
+_CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)  # no detail: only counts block lengths
+
+
+class GoStackError(RuntimeError):
+    """The model refused or the emulated program failed (fault, stack overflow, budget). One line."""
+
+
+# ------------------------------------------------------------------------------------------- programs
+
+_STACKS_GO = r'''package main
+
+// Example programs of chapter 4b. They never allocate (the emulator's g has no m), and each frame
+// records how far its caller's frame is from its own: when the stack moved between the two, the
+// distance is not the frame size. The same binary runs natively (main) and in the emulator (worker).
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"unsafe"
+)
+
+const maxDepth = 1 << 14
+
+// delta[n] = caller's &local - this frame's &local, for the frame with n levels still to go.
+var delta [maxDepth + 1]uintptr
+var N, Which, Result, Pad int
+var done atomic.Int32
+
+//go:noinline
+func small(n int, parent uintptr) int {
+	var local [4]int64
+	me := uintptr(unsafe.Pointer(&local))
+	if n <= maxDepth {
+		delta[n] = parent - me
+	}
+	local[n&3] = int64(n)
+	if n == 0 {
+		return 0
+	}
+	return small(n-1, me) + int(local[n&3])
+}
+
+//go:noinline
+func medium(n int, parent uintptr) int {
+	var local [200]int64
+	me := uintptr(unsafe.Pointer(&local))
+	if n <= maxDepth {
+		delta[n] = parent - me
+	}
+	local[n%200] = int64(n)
+	if n == 0 {
+		return 0
+	}
+	return medium(n-1, me) + int(local[n%200])
+}
+
+//go:noinline
+func large(n int, parent uintptr) int {
+	var local [10000]int64
+	me := uintptr(unsafe.Pointer(&local))
+	if n <= maxDepth {
+		delta[n] = parent - me
+	}
+	local[n%10000] = int64(n)
+	if n == 0 {
+		return 0
+	}
+	return large(n-1, me) + int(local[n%10000])
+}
+
+// The hot split: a loop that calls leaf() over and over from a fixed depth.
+//
+//go:noinline
+func leaf(i int) int {
+	var local [100]int64
+	local[i%100] = int64(i)
+	return int(local[(i*7)%100]) + 1
+}
+
+//go:noinline
+func hot(n int) int {
+	s := 0
+	for i := 0; i < n; i++ {
+		s += leaf(i)
+	}
+	return s
+}
+
+//go:noinline
+func pad(d, n int) int {
+	var local [8]int64
+	local[d&7] = int64(d)
+	if d == 0 {
+		return hot(n)
+	}
+	return pad(d-1, n) + int(local[d&7]) - d
+}
+
+//go:noinline
+func worker() {
+	switch Which {
+	case 0:
+		Result = small(N, 0)
+	case 1:
+		Result = medium(N, 0)
+	case 3:
+		Result = pad(Pad, N)
+	default:
+		Result = large(N, 0)
+	}
+	done.Store(1)
+}
+
+func main() {
+	Which, _ = strconv.Atoi(os.Args[1])
+	N, _ = strconv.Atoi(os.Args[2])
+	go worker()
+	for done.Load() == 0 {
+		runtime.Gosched()
+	}
+	os.Stdout.WriteString("result " + strconv.Itoa(Result) + "\n")
+	for n := 0; n <= N && n <= maxDepth; n++ {
+		os.Stdout.WriteString(strconv.FormatUint(uint64(delta[n]), 10) + "\n")
+	}
+}
+'''
+
+
+
+def stacks_source(medium: int = 200) -> str:
+    """STACKS_GO with ``medium``'s local array of ``medium`` int64s instead of 200 (the lab varies it)."""
+    if not isinstance(medium, int) or not 1 <= medium <= 100_000:
+        raise GoStackError(f"medium must be an integer in [1, 100000], not {medium!r}")
+    return _STACKS_GO.replace("[200]int64", f"[{medium}]int64").replace("n%200", f"n%{medium}")
+
+
+STACKS_GO = stacks_source()
+
+FRAME_FUNCS = {"small": 0, "medium": 1, "large": 2}  # main.Which selects one in worker()
+MAX_DEPTH = 1 << 14  # STACKS_GO: maxDepth
+
+
+@dataclass(frozen=True)
+class Prologue:
+    """A function's stack-check prologue as the compiler emitted it (obj6.go: stacksplit)."""
+
+    func: str
+    frame: int          # bytes of frame below the return address (funcMaxSPDelta)
+    form: str           # "small" | "medium" | "huge"
+    listing: tuple      # ((address, "mnemonic operands"), ...) up to the conditional jump to morestack
+
+
+class GoProgram:
+    """A Go ELF executable prepared for the emulator: its binary tables and its PT_LOAD segments."""
+
+    def __init__(self, path, source: str | None = None):
+        self.path = Path(path)
+        self.source = source
+        self.binary = GoBinary(self.path)
+        b = self.binary
+        self.morestack = b.func("runtime.morestack").entry  # ELF calls it runtime.morestack.abi0
+        self.goexit = b.func("runtime.goexit").entry
+        g = b.struct("runtime.g")
+        self.g_offsets = {k: g[k] for k in ("stack.lo", "stack.hi", "stackguard0", "stackguard1", "m", "sched.sp",
+                                            "sched.pc", "sched.g", "sched.ctxt", "sched.bp", "atomicstatus",
+                                            "goid", "preempt", "preemptShrink")}
+        self.g_size = b.struct_size("runtime.g")
+        if self.g_size > G_STRIDE:
+            raise GoStackError(f"runtime.g is {self.g_size} bytes, larger than the model's slot of {G_STRIDE}")
+
+    @classmethod
+    def build(cls, source: str) -> "GoProgram":
+        """``go build`` (cached) with symbols and DWARF kept, then load."""
+        try:
+            b = toolchain.go_build(source)
+        except toolchain.ToolchainError as e:
+            raise GoStackError(str(e)) from None
+        return cls(b.path, source)
+
+    @classmethod
+    def load(cls, path) -> "GoProgram":
+        try:
+            return cls(path)
+        except (GoBinaryError, OSError) as e:
+            raise GoStackError(str(e).splitlines()[0]) from None
+
+    @classmethod
+    def example(cls) -> "GoProgram":
+        """The book's example program :data:`STACKS_GO` (built once per process)."""
+        return _example()
+
+    # ---------------------------------------------------------------- what the compiler emitted
+    def frame_size(self, func: str) -> int:
+        return self.binary.max_sp_delta(self.binary.func(func))
+
+    def prologue(self, func: str) -> Prologue:
+        """Disassemble ``func`` up to its ``jbe``/``jb`` to the morestack tail and classify the form."""
+        from helpers.asm import disassemble  # capstone; imported here to keep module import light
+
+        f = self.binary.func(func)
+        code = self.read(f.entry, min(64, f.end - f.entry))
+        rows = []
+        for ins in disassemble(code, address=f.entry):  # AT&T syntax, like objdump
+            rows.append((ins.address, ins.text))
+            if ins.mnemonic == "jbe":
+                break
+        text = " ; ".join(r[1] for r in rows)
+        # cmd/internal/obj/x86/obj6.go stacksplit: three sequences, by frame size vs StackSmall/StackBig
+        if re.fullmatch(r"cmpq? 0x10\(%r14\), %rsp", rows[0][1]):
+            form = "small"
+        elif re.fullmatch(r"leaq? -0x[0-9a-f]+\(%rsp\), %r12", rows[0][1]):
+            form = "medium"
+        elif re.fullmatch(r"movq? %rsp, %r12", rows[0][1]) and rows[1][1].startswith("sub") and rows[2][1].startswith("jb "):
+            form = "huge"
+        else:
+            raise GoStackError(f"{func}: unrecognised prologue: {text}")
+        return Prologue(func, self.frame_size(func), form, tuple(rows))
+
+    def guard_from_copystack(self) -> int:
+        """The constant the compiled runtime.copystack adds to new.lo before storing it at g+stackguard0.
+
+        A second, independent reading of stackGuard: from the machine code rather than from src/.
+        """
+        from helpers.asm import disassemble
+
+        f = self.binary.func("runtime.copystack")
+        ins = disassemble(self.read(f.entry, f.end - f.entry), address=f.entry)
+        off = self.g_offsets["stackguard0"]
+        for a, b in zip(ins, ins[1:]):
+            m = re.fullmatch(r"addq? \$(0x[0-9a-f]+), %(\w+)", a.text)
+            if m and re.fullmatch(rf"movq? %{m.group(2)}, {off:#x}\(%\w+\)", b.text):
+                return int(m.group(1), 16)
+        raise GoStackError("no 'add $guard, reg; mov reg, stackguard0(g)' pair in runtime.copystack")
+
+    def read(self, addr: int, size: int) -> bytes:
+        """Bytes of the file image at a virtual address (initialised data and code)."""
+        for vaddr, data, _fl in self.binary.segments:
+            if vaddr <= addr and addr + size <= vaddr + len(data):
+                return data[addr - vaddr:addr - vaddr + size]
+        raise GoStackError(f"address {addr:#x} is not in a PT_LOAD segment")
+
+    # ---------------------------------------------------------------- the same program, natively
+    def native(self, which: str, depth: int, timeout: float = 60) -> "NativeRun":
+        """Run STACKS_GO natively (a real process, real runtime) and return what its frames recorded."""
+        if which not in FRAME_FUNCS:
+            raise GoStackError(f"which must be one of {', '.join(FRAME_FUNCS)}, not {which!r}")
+        env = {"PATH": "/usr/bin:/bin", "GODEBUG": "adaptivestackstart=0"}  # initial stacks of fixedStack bytes
+        p = toolchain.run([self.path, FRAME_FUNCS[which], depth], timeout=timeout, env=env)
+        if p.returncode != 0:
+            raise GoStackError(f"native run failed (exit {p.returncode}): {(p.stderr or '').strip()[:120]}")
+        lines = p.stdout.split()
+        return NativeRun(which, depth, int(lines[1]), [int(x) for x in lines[2:]])
+
+
+@lru_cache(maxsize=1)
+def _example() -> GoProgram:
+    return GoProgram.build(STACKS_GO)
+
+
+@dataclass
+class NativeRun:
+    """What a run of STACKS_GO's worker recorded: the result and each frame's distance to its caller."""
+
+    which: str
+    depth: int
+    result: int
+    delta: list  # indexed by n (levels still to go); delta[depth] is against a caller of 0
+
+    @property
+    def frame_bytes(self) -> int:
+        """The usual distance between consecutive frames (the frame size plus return address)."""
+        return Counter(self.delta[:self.depth]).most_common(1)[0][0]
+
+    def moved_at(self) -> list[int]:
+        """Call depths (0 = first frame) whose frame is not where its caller's frame size says: the stack moved."""
+        fb = self.frame_bytes
+        return sorted(self.depth - n for n in range(min(self.depth, MAX_DEPTH + 1)) if self.delta[n] != fb)
+
+
+def stackguard0_writers() -> list[tuple[str, int, str, str]]:
+    """Every line of the pinned Go's runtime (Go and assembly) that stores to stackguard0:
+    (file, line, enclosing function or TEXT symbol, text)."""
+    src = toolchain.goroot() / "src" / "runtime"
+    pat_go = re.compile(r"\.stackguard0\s*=[^=]|atomic\.Storeuintptr\(&\w+\.stackguard0")
+    pat_s = re.compile(r"MOV\w*\s+[^,]+,\s*g_stackguard0\(")
+    out = []
+    for path in sorted(src.glob("*.go")) + sorted(src.glob("*.s")):
+        pat = pat_go if path.suffix == ".go" else pat_s
+        head = re.compile(r"^func (?:\([^)]*\) )?(\w+)" if path.suffix == ".go" else r"^TEXT\s+([^(]+)\(")
+        func = "?"
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            m = head.match(line)
+            if m:
+                func = m.group(1).replace("·", ".").lstrip(".")
+            if pat.search(line) and not line.lstrip().startswith("//"):
+                out.append((f"src/runtime/{path.name}", i, func, line.strip()))
+    return out
+
+
+def expected_sum(which: str, depth: int) -> int:
+    """What small/medium/large(depth, 0) return: each frame adds n (0 + 1 + ... + depth)."""
+    return depth * (depth + 1) // 2
+
+
+# ------------------------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class Frame:
+    func: str
+    pc: int
+    sp: int
+    fp: int  # the caller's SP: sp + frame size + return address (traceback.go: frame.fp)
+
+
+@dataclass
+class Event:
+    """One thing the runtime did. Addresses are emulated virtual addresses."""
+
+    kind: str                 # "grow" | "preempt" | "shrink" | "split" | "unsplit" | "exit" | "start"
+    goid: int
+    insns: int                # instructions executed by all goroutines so far
+    func: str                 # the function whose prologue (or return) triggered it
+    pc: int
+    sp: int
+    old: tuple                # (lo, hi) before
+    new: tuple                # (lo, hi) after
+    guard_before: int
+    guard_after: int
+    used: int                 # bytes of stack in use (hi - sp) at the event
+    frames_adjusted: int = 0  # saved frame pointers (plus sched.bp) rewritten by copystack
+    frames_before: tuple = ()
+    frames_after: tuple = ()
+    g_before: dict = field(default_factory=dict)
+    g_after: dict = field(default_factory=dict)
+
+    @property
+    def old_size(self) -> int:
+        return self.old[1] - self.old[0]
+
+    @property
+    def new_size(self) -> int:
+        return self.new[1] - self.new[0]
+
+    def row(self) -> dict:
+        """A table row with deterministic, readable values."""
+        return {"kind": self.kind, "goid": self.goid, "insns": self.insns, "func": self.func,
+                "old": f"[{self.old[0]:#x}, {self.old[1]:#x})", "new": f"[{self.new[0]:#x}, {self.new[1]:#x})",
+                "size": f"{self.old_size} -> {self.new_size}", "stackguard0": f"{self.guard_before:#x} -> {self.guard_after:#x}",
+                "used": self.used, "frames_adjusted": self.frames_adjusted}
+
+
+@dataclass
+class Segment:
+    """Go <= 1.2: the link from a new segment back to the old one (the old runtime's Stktop)."""
+
+    old: tuple
+    old_guard: int
+    ret_sp: int   # f's entry SP on the old segment ([ret_sp] is f's return address)
+    ret_pc: int
+    new: tuple
+
+
+class Goroutine:
+    def __init__(self, goid: int, func: str, args: tuple, g: int):
+        self.goid, self.func, self.args, self.g = goid, func, args, g
+        self.status = "runnable"   # runnable | running | done
+        self.result = None
+        self.started = False
+        self.segments: list[Segment] = []
+
+    def __repr__(self):
+        return f"<goroutine {self.goid} {self.func}{self.args} {self.status} result={self.result}>"
+
+
+class _Stop(Exception):
+    pass
+
+
+# ------------------------------------------------------------------------------------------- runtime
+
+EVENT_FRAMES = 8  # innermost frames kept in an event (a deep recursion has thousands)
+
+
+def _reader(buf, base: int):
+    """read(addr) -> the 8-byte word at addr of a stack image that starts at ``base``."""
+    def read(addr: int) -> int:
+        i = addr - base
+        if not 0 <= i <= len(buf) - 8:
+            raise GoStackError(f"traceback left the stack at {addr:#x}")
+        return int.from_bytes(buf[i:i + 8], "little")
+    return read
+
+
+
+class Runtime:
+    """A tiny Go runtime in Python around real Go machine code running in unicorn."""
+
+    def __init__(self, program: GoProgram, initial_stack: int = 2048, policy: str = "copying",
+                 max_stack: int = MAX_STACK, trace_sp: bool = False, count_insns: bool = True):
+        if policy not in ("copying", "segmented"):
+            raise GoStackError(f"policy must be 'copying' or 'segmented', not {policy!r}")
+        if initial_stack < PAGE // 2 or initial_stack & (initial_stack - 1):
+            raise GoStackError(f"initial_stack must be a power of two >= {PAGE // 2}, not {initial_stack}")
+        self.program, self.policy, self.initial_stack, self.max_stack = program, policy, initial_stack, max_stack
+        self.k = runtime_constants()
+        self.stack_guard = self.k["stackGuard"]
+        self.stack_preempt = self.k["stackPreempt"]
+        self.off = program.g_offsets
+        self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        self._map_program()
+        self.uc.mem_map(G_AREA, 0x10000, unicorn.UC_PROT_READ | unicorn.UC_PROT_WRITE)
+        self.uc.mem_map(LESSSTACK, PAGE, unicorn.UC_PROT_ALL)
+        self.uc.mem_write(LESSSTACK, b"\xcc")  # int3: never executed, the hook fires first
+        self._next_stack = STACK_ARENA
+        self.stacks: dict[int, tuple] = {}   # lo -> (map_base, map_size)
+        self.goroutines: list[Goroutine] = []
+        self.runq: deque[Goroutine] = deque()
+        self.current: Goroutine | None = None
+        self.events: list[Event] = []
+        self.insns = 0
+        self.switches = 0          # stack switches (grow/shrink copies, segment splits and returns)
+        self.bytes_copied = 0
+        self.sp_trace: list[tuple] = [] if trace_sp else None
+        self._preempt_every = None
+        self._next_preempt = None
+        self._block_insns: dict[tuple, int] = {}
+        self._stop_reason = None
+        # Counting instructions needs a Python call per basic block (about 3x slower than none); without it
+        # event.insns stays 0 and sysmon is unavailable.
+        self.count_insns = count_insns or trace_sp
+        self._install_hooks()
+
+    # ---------------------------------------------------------------- memory
+    def _map_program(self) -> None:
+        for vaddr, data, _fl in self.program.binary.segments:
+            base = vaddr & ~(PAGE - 1)
+            size = (vaddr + len(data) - base + PAGE - 1) & ~(PAGE - 1)
+            self.uc.mem_map(base, size, unicorn.UC_PROT_ALL)
+            self.uc.mem_write(vaddr, data)
+
+    def read64(self, addr: int) -> int:
+        return int.from_bytes(self.uc.mem_read(addr, 8), "little")
+
+    def write64(self, addr: int, value: int) -> None:
+        self.uc.mem_write(addr, (value & (2**64 - 1)).to_bytes(8, "little"))
+
+    def global_addr(self, name: str) -> int:
+        return self.program.binary.symbol(name)
+
+    def read_global(self, name: str, size: int = 8) -> int:
+        return int.from_bytes(self.uc.mem_read(self.global_addr(name), size), "little", signed=True)
+
+    def write_global(self, name: str, value: int, size: int = 8) -> None:
+        self.uc.mem_write(self.global_addr(name), (value & (2 ** (8 * size) - 1)).to_bytes(size, "little"))
+
+    def stackalloc(self, size: int) -> tuple:
+        """A fresh stack [lo, hi) never used before; hi ends a page so an overrun above faults."""
+        if size > self.max_stack:
+            raise GoStackError(f"goroutine stack exceeds {self.max_stack}-byte limit (the model's maxstacksize)")
+        mapsize = max(PAGE, size)
+        base = self._next_stack
+        self._next_stack += mapsize + STACK_GAP
+        self.uc.mem_map(base, mapsize, unicorn.UC_PROT_READ | unicorn.UC_PROT_WRITE)
+        hi = base + mapsize
+        lo = hi - size
+        self.stacks[lo] = (base, mapsize)
+        return lo, hi
+
+    def stackfree(self, stack: tuple) -> None:
+        # Unmapped, not recycled: a pointer left into the old stack faults at once.
+        base, mapsize = self.stacks.pop(stack[0])
+        self.uc.mem_unmap(base, mapsize)
+
+    # ---------------------------------------------------------------- g fields (real offsets, from DWARF)
+    def gget(self, g: Goroutine, name: str) -> int:
+        if name in ("preempt", "preemptShrink"):
+            return self.uc.mem_read(g.g + self.off[name], 1)[0]
+        return self.read64(g.g + self.off[name])
+
+    def gset(self, g: Goroutine, name: str, value: int) -> None:
+        if name in ("preempt", "preemptShrink"):
+            self.uc.mem_write(g.g + self.off[name], bytes([value]))
+        else:
+            self.write64(g.g + self.off[name], value)
+
+    def stack_of(self, g: Goroutine) -> tuple:
+        return self.gget(g, "stack.lo"), self.gget(g, "stack.hi")
+
+    def gfields(self, g: Goroutine) -> dict:
+        return {k: self.gget(g, k) for k in ("stack.lo", "stack.hi", "stackguard0", "sched.sp", "sched.pc", "sched.bp")}
+
+    # ---------------------------------------------------------------- goroutines
+    def go(self, func: str, *args: int) -> Goroutine:
+        """newproc: a goroutine that will call ``func(*args)`` with a return address into runtime.goexit."""
+        if len(args) > len(INT_ARG_REGS):
+            raise GoStackError(f"at most {len(INT_ARG_REGS)} integer arguments fit in ABIInternal registers")
+        if not all(isinstance(a, int) for a in args):
+            raise GoStackError("arguments must be integers")
+        f = self.program.binary.func(func)  # raises for unknown functions
+        if len(self.goroutines) >= 0x10000 // G_STRIDE:
+            raise GoStackError("too many goroutines for the model's g area")
+        goid = len(self.goroutines) + 1
+        gr = Goroutine(goid, func, args, G_AREA + (goid - 1) * G_STRIDE)
+        lo, hi = self.stackalloc(self.initial_stack)
+        self.gset(gr, "stack.lo", lo)
+        self.gset(gr, "stack.hi", hi)
+        self.gset(gr, "stackguard0", lo + self.stack_guard)  # runtime/proc.go: newproc1
+        self.gset(gr, "stackguard1", 2**64 - 1)              # ~0 on user goroutines (runtime2.go comment)
+        self.gset(gr, "goid", goid)
+        # runtime/proc.go newproc1: sp = hi - totalSize (4 words); sys_x86.go gostartcall pushes goexit+PCQuantum
+        sp = hi - 4 * 8 - 8
+        self.write64(sp, self.program.goexit + 1)
+        self.gset(gr, "sched.sp", sp)
+        self.gset(gr, "sched.pc", f.entry)
+        self.gset(gr, "sched.bp", 0)
+        self.gset(gr, "sched.g", gr.g)
+        self.goroutines.append(gr)
+        self.runq.append(gr)
+        self._event("start", gr, f.entry, sp, (lo, hi), (lo, hi), lo + self.stack_guard, lo + self.stack_guard, hi - sp)
+        return gr
+
+    def sysmon(self, every_insns: int | None) -> None:
+        """Request preemption of the running goroutine every ``every_insns`` instructions (None: never).
+
+        Like sysmon's retake/preemptone (runtime/proc.go): it only sets g.preempt and stackguard0 =
+        stackPreempt; the goroutine notices at its next function prologue.
+        """
+        if every_insns is not None and (not isinstance(every_insns, int) or every_insns < 100):
+            raise GoStackError(f"every_insns must be an integer >= 100, not {every_insns!r}")
+        if every_insns is not None and not self.count_insns:
+            raise GoStackError("sysmon needs Runtime(count_insns=True)")
+        self._preempt_every = every_insns
+        self._next_preempt = None if every_insns is None else self.insns + every_insns
+
+    def request_preempt(self, g: Goroutine | None = None) -> None:
+        """runtime/preempt.go / proc.go preemptone: set g.preempt and poison stackguard0."""
+        g = g or self.current or (self.runq[0] if self.runq else None)
+        if g is None:
+            return
+        self.gset(g, "preempt", 1)
+        self.gset(g, "stackguard0", self.stack_preempt)
+
+    # ---------------------------------------------------------------- running
+    def _install_hooks(self) -> None:
+        uc = self.uc
+        uc.hook_add(unicorn.UC_HOOK_CODE, self._hook_stop, "morestack", self.program.morestack, self.program.morestack)
+        uc.hook_add(unicorn.UC_HOOK_CODE, self._hook_stop, "goexit", self.program.goexit + 1, self.program.goexit + 1)
+        uc.hook_add(unicorn.UC_HOOK_CODE, self._hook_stop, "lessstack", LESSSTACK, LESSSTACK)
+        if self.count_insns:
+            uc.hook_add(unicorn.UC_HOOK_BLOCK, self._hook_block)
+        uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._hook_fault)
+
+    def _hook_stop(self, uc, address, size, reason):
+        self._stop_reason = reason
+        uc.emu_stop()
+
+    def _hook_fault(self, uc, access, address, size, value, data):
+        self._stop_reason = f"fault: {'write' if access in (unicorn.UC_MEM_WRITE_UNMAPPED, unicorn.UC_MEM_WRITE_PROT) else 'read/fetch'} at {address:#x}"
+        return False
+
+    def _hook_block(self, uc, address, size, _data):
+        # Count instructions per basic block (capstone once per block), not per instruction.
+        key = (address, size)
+        n = self._block_insns.get(key)
+        if n is None:
+            n = self._count_insns(address, size)
+            self._block_insns[key] = n
+        self.insns += n
+        if self.sp_trace is not None:
+            self.sp_trace.append((self.insns, self.current.goid, uc.reg_read(X.UC_X86_REG_RSP)))
+        if self._next_preempt is not None and self.insns >= self._next_preempt:
+            self._next_preempt += self._preempt_every
+            if self.current is not None:
+                self.request_preempt(self.current)
+
+    def _count_insns(self, address: int, size: int) -> int:
+        return max(1, sum(1 for _ in _CS.disasm_lite(bytes(self.uc.mem_read(address, size)), address)))
+
+    def run(self, max_insns: int = 10_000_000, timeout: float = 20.0, until=None) -> "Runtime":
+        """Run goroutines round-robin until all are done (or ``until(event)`` is true for a new event);
+        raise GoStackError on a fault, budget or timeout."""
+        deadline = time.monotonic() + timeout
+        budget_end = self.insns + max_insns
+        while True:
+            if self.current is None:
+                if not self.runq:
+                    return self
+                self._execute(self.runq.popleft())
+            left = budget_end - self.insns
+            if left <= 0:
+                raise GoStackError(f"instruction budget of {max_insns} exhausted")
+            t_left = deadline - time.monotonic()
+            if t_left <= 0:
+                raise GoStackError(f"timed out after {timeout:g} s")
+            self._stop_reason = None
+            pc = self.uc.reg_read(X.UC_X86_REG_RIP)
+            try:
+                self.uc.emu_start(pc, 0, timeout=int(t_left * 1e6), count=left)
+            except unicorn.UcError as e:
+                pc = self.uc.reg_read(X.UC_X86_REG_RIP)
+                f = self.program.binary.findfunc(pc)
+                why = self._stop_reason or str(e)
+                raise GoStackError(f"goroutine {self.current.goid} faulted in {f.name if f else '?'} at {pc:#x}: {why}") from None
+            reason = self._stop_reason
+            seen = len(self.events)
+            if reason == "morestack":
+                self._morestack()
+            elif reason == "goexit":
+                self._goexit()
+            elif reason == "lessstack":
+                self._lessstack()
+            elif time.monotonic() >= deadline:
+                raise GoStackError(f"timed out after {timeout:g} s")
+            else:  # emu_start's own count ran out (without count_insns the budget applies per slice)
+                raise GoStackError(f"instruction budget of {max_insns} exhausted")
+            if until is not None and any(until(e) for e in self.events[seen:]):
+                return self
+
+    def _execute(self, g: Goroutine) -> None:
+        """runtime/proc.go: execute -- reset stackguard0 (dropping a stale preempt request) and gogo."""
+        self.current = g
+        g.status = "running"
+        lo = self.gget(g, "stack.lo")
+        if not g.segments:
+            self.gset(g, "stackguard0", lo + self.stack_guard)
+        self.gset(g, "preempt", 0)
+        self._gogo(g, first=not g.started)
+        g.started = True
+
+    def _gogo(self, g: Goroutine, first: bool = False) -> None:
+        # asm_amd64.s: gogo restores SP, BP, ctxt (DX), g (R14) and jumps to sched.pc; nothing else survives
+        uc = self.uc
+        for r in SCRATCH_REGS:
+            uc.reg_write(r, POISON)
+        if first:
+            for r, v in zip(INT_ARG_REGS, g.args):
+                uc.reg_write(r, v & (2**64 - 1))
+        uc.reg_write(X.UC_X86_REG_RSP, self.gget(g, "sched.sp"))
+        uc.reg_write(X.UC_X86_REG_RBP, self.gget(g, "sched.bp"))
+        uc.reg_write(X.UC_X86_REG_RDX, self.gget(g, "sched.ctxt"))
+        uc.reg_write(X.UC_X86_REG_R14, g.g)
+        uc.reg_write(X.UC_X86_REG_RIP, self.gget(g, "sched.pc"))
+
+    def _goexit(self) -> None:
+        g = self.current
+        g.result = self.uc.reg_read(X.UC_X86_REG_RAX)
+        if g.result >= 2**63:
+            g.result -= 2**64
+        g.status = "done"
+        sp = self.uc.reg_read(X.UC_X86_REG_RSP)
+        lo, hi = self.stack_of(g)
+        self._event("exit", g, self.program.goexit + 1, sp, (lo, hi), (lo, hi), self.gget(g, "stackguard0"),
+                    self.gget(g, "stackguard0"), hi - sp)
+        self.current = None
+
+    # ---------------------------------------------------------------- morestack / newstack
+    def _morestack(self) -> None:
+        uc, g = self.uc, self.current
+        if uc.reg_read(X.UC_X86_REG_R14) != g.g:
+            raise GoStackError("R14 does not hold the running goroutine's g")
+        sp = uc.reg_read(X.UC_X86_REG_RSP)
+        # asm_amd64.s morestack: f's PC is at 0(SP), f's SP is 8(SP)
+        self.gset(g, "sched.pc", self.read64(sp))
+        self.gset(g, "sched.sp", sp + 8)
+        self.gset(g, "sched.bp", uc.reg_read(X.UC_X86_REG_RBP))
+        self.gset(g, "sched.ctxt", uc.reg_read(X.UC_X86_REG_RDX))
+        self._newstack(g)
+
+    def _newstack(self, g: Goroutine) -> None:
+        guard = self.gget(g, "stackguard0")
+        lo, hi = self.stack_of(g)
+        pc, sp = self.gget(g, "sched.pc"), self.gget(g, "sched.sp")
+        f = self.program.binary.findfunc(pc)
+        fname = f.name if f else "?"
+        if guard == self.stack_preempt:
+            # stack.go newstack: preemption is checked first; gopreempt_m -> back of the run queue
+            before = self.gfields(g)
+            if self.gget(g, "preemptShrink"):
+                self.gset(g, "preemptShrink", 0)
+                self.shrinkstack(g)
+            self.gset(g, "preempt", 0)
+            g.status = "runnable"
+            self.runq.append(g)
+            self.current = None
+            lo2, hi2 = self.stack_of(g)
+            self.gset(g, "stackguard0", lo2 + self.stack_guard)  # proc.go execute() resets it when g runs again
+            self._event("preempt", g, pc, sp, (lo, hi), (lo2, hi2), guard, lo2 + self.stack_guard, hi - sp,
+                        g_before=before, g_after=self.gfields(g))
+            return
+        if sp - 8 < lo:
+            raise GoStackError(f"split stack overflow: sp {sp - 8:#x} < stack.lo {lo:#x}")
+        if self.policy == "segmented":
+            self._split(g, f)
+        else:
+            oldsize = hi - lo
+            newsize = oldsize * 2
+            if f is not None:  # grow at least as much as the new frame needs (newstack)
+                needed = self.program.binary.max_sp_delta(f) + self.stack_guard
+                used = hi - sp
+                while newsize - used < needed:
+                    newsize *= 2
+            self.copystack(g, newsize, kind="grow", func=fname)
+        self._gogo(g)
+
+    def copystack(self, g: Goroutine, newsize: int, kind: str = "grow", func: str = "") -> Event:
+        """runtime/stack.go: copystack + adjustctxt + adjustframe (frame pointers only)."""
+        old = self.stack_of(g)
+        guard_before = self.gget(g, "stackguard0")
+        before = self.gfields(g)
+        pc, sp = self.gget(g, "sched.pc"), self.gget(g, "sched.sp")
+        used = old[1] - sp
+        new = self.stackalloc(newsize)
+        delta = new[1] - old[1]
+        buf = bytearray(self.uc.mem_read(old[1] - used, used))  # memmove, done on a Python copy
+        frames_before = self._walk(pc, sp, _reader(buf, sp))
+        base = new[1] - used
+
+        def adjust_word(addr) -> int:  # stack.go: adjustpointer, for a word of the new stack
+            i = addr - base
+            p = int.from_bytes(buf[i:i + 8], "little")
+            if old[0] <= p < old[1]:
+                buf[i:i + 8] = (p + delta).to_bytes(8, "little")
+                return 1
+            return 0
+
+        n = 0
+        for name in ("sched.ctxt", "sched.bp"):  # adjustctxt
+            p = self.gget(g, name)
+            if old[0] <= p < old[1]:
+                self.gset(g, name, p + delta)
+                n += name == "sched.bp"
+        frames_after = self._walk(pc, base, _reader(buf, base))
+        for fr in frames_after:  # adjustframe: the saved BP sits just below the return address
+            if fr.fp - 8 > fr.sp:
+                n += adjust_word(fr.fp - 16)
+        self.uc.mem_write(base, bytes(buf))
+        self.bytes_copied += used
+        self.gset(g, "stack.lo", new[0])
+        self.gset(g, "stack.hi", new[1])
+        self.gset(g, "stackguard0", new[0] + self.stack_guard)  # stack.go copystack
+        self.gset(g, "sched.sp", base)
+        self.stackfree(old)
+        self.switches += 1
+        return self._event(kind, g, pc, sp, old, new, guard_before, new[0] + self.stack_guard, used,
+                           frames_adjusted=n, frames_before=tuple(frames_before[:EVENT_FRAMES]),
+                           frames_after=tuple(frames_after[:EVENT_FRAMES]), g_before=before,
+                           g_after=self.gfields(g), func=func)
+
+    def shrinkstack(self, g: Goroutine) -> Event | None:
+        """runtime/stack.go: shrinkstack -- halve a stack that is less than a quarter used."""
+        if g.status == "done" or g.segments or g is self.current:
+            return None
+        lo, hi = self.stack_of(g)
+        newsize = (hi - lo) // 2
+        if newsize < self.k["fixedStack"]:
+            return None
+        if hi - self.gget(g, "sched.sp") + self.k["stackNosplit"] >= (hi - lo) // 4:
+            return None
+        return self.copystack(g, newsize, kind="shrink", func=self._fname(self.gget(g, "sched.pc")))
+
+    def gc(self) -> list[Event]:
+        """What a GC cycle does to stacks (mgcmark.go scanstack -> shrinkstack) for every parked goroutine."""
+        return [e for g in self.goroutines if (e := self.shrinkstack(g)) is not None]
+
+    # ---------------------------------------------------------------- segmented stacks (Go <= 1.2)
+    def _split(self, g: Goroutine, f) -> None:
+        old = self.stack_of(g)
+        guard_before = self.gget(g, "stackguard0")
+        sp = self.gget(g, "sched.sp")
+        frame = self.program.binary.max_sp_delta(f) if f else 0
+        args = (f.args + 7) & ~7 if f else 0
+        size = self.initial_stack
+        while size < frame + self.stack_guard + args + 8:
+            size *= 2
+        new = self.stackalloc(size)
+        # The new segment starts with a copy of f's arguments and a fake return address into lessstack.
+        new_sp = new[1] - args - 8
+        if args:
+            self.uc.mem_write(new_sp + 8, bytes(self.uc.mem_read(sp + 8, args)))
+        self.write64(new_sp, LESSSTACK)
+        g.segments.append(Segment(old, guard_before, sp, self.read64(sp), new))
+        self.gset(g, "stack.lo", new[0])
+        self.gset(g, "stack.hi", new[1])
+        self.gset(g, "stackguard0", new[0] + self.stack_guard)
+        self.gset(g, "sched.sp", new_sp)
+        self.switches += 1
+        self.bytes_copied += args
+        self._event("split", g, self.gget(g, "sched.pc"), sp, old, new, guard_before, new[0] + self.stack_guard,
+                    old[1] - sp)
+
+    def _lessstack(self) -> None:
+        """Go <= 1.2 runtime.lessstack: f returned into the stub -- go back to the old segment and free the new."""
+        g = self.current
+        seg = g.segments.pop()
+        sp = self.uc.reg_read(X.UC_X86_REG_RSP)
+        guard_before = self.gget(g, "stackguard0")
+        self.gset(g, "stack.lo", seg.old[0])
+        self.gset(g, "stack.hi", seg.old[1])
+        guard = seg.old_guard if guard_before != self.stack_preempt else self.stack_preempt
+        self.gset(g, "stackguard0", guard)
+        self.stackfree(seg.new)
+        self.switches += 1
+        self.uc.reg_write(X.UC_X86_REG_RSP, seg.ret_sp + 8)
+        self.uc.reg_write(X.UC_X86_REG_RIP, seg.ret_pc)
+        self._event("unsplit", g, seg.ret_pc, sp, seg.new, seg.old, guard_before, guard, seg.old[1] - seg.ret_sp - 8,
+                    func=self._fname(seg.ret_pc))
+
+    # ---------------------------------------------------------------- inspection
+    def _fname(self, pc: int) -> str:
+        f = self.program.binary.findfunc(pc)
+        return f.name if f else "?"
+
+    def traceback(self, g: Goroutine, pc: int | None = None, sp: int | None = None) -> list[Frame]:
+        """Frames from (pc, sp) (default: g.sched) out to runtime.goexit, with the pcsp table
+        (runtime/traceback.go: unwinder.resolveInternal: fp = sp + funcspdelta + PtrSize)."""
+        pc = self.gget(g, "sched.pc") if pc is None else pc
+        sp = self.gget(g, "sched.sp") if sp is None else sp
+        segs = list(g.segments)
+        out = []
+        while True:
+            lo, hi = (segs[-1].new if segs else self.stack_of(g)) if g.segments else self.stack_of(g)
+            if not lo <= sp < hi:
+                lo, hi = self._stack_containing(sp)
+            chunk = _reader(self.uc.mem_read(sp, hi - sp), sp)
+            frames = self._walk(pc, sp, chunk)
+            out += frames
+            last_ret = chunk(frames[-1].fp - 8) if frames else pc
+            if last_ret == LESSSTACK and segs:  # Go <= 1.2: continue on the older segment
+                seg = segs.pop()
+                pc, sp = seg.ret_pc, seg.ret_sp + 8
+                continue
+            return out
+
+    def _stack_containing(self, addr: int) -> tuple:
+        for lo, (base, size) in self.stacks.items():
+            if base <= addr < base + size:
+                return lo, base + size
+        raise GoStackError(f"traceback: sp {addr:#x} is not in any goroutine stack")
+
+    def _walk(self, pc: int, sp: int, read) -> list[Frame]:
+        """Unwind one contiguous stack; stops at runtime.goexit or at a return into lessstack."""
+        b = self.program.binary
+        out = []
+        while True:
+            if pc == LESSSTACK:
+                if out:
+                    out.pop()  # the frame that returns to lessstack was already listed; keep it
+                    out.append(Frame(*_last))
+                return out
+            f = b.findfunc(pc)
+            if f is None:
+                raise GoStackError(f"traceback: pc {pc:#x} is not in any function")
+            if f.name == "runtime.goexit":
+                return out
+            fp = sp + b.pcsp(f, pc) + 8
+            _last = (f.name, pc, sp, fp)
+            out.append(Frame(f.name, pc, sp, fp))
+            pc, sp = read(fp - 8), fp
+
+    def snapshot(self, g: Goroutine | None = None) -> dict:
+        """The g fields and a traceback (function, pc, sp, fp) of a goroutine that is not running."""
+        g = g or self.goroutines[-1]
+        snap = {"goid": g.goid, "status": g.status, **self.gfields(g)}
+        if g is self.current:  # running: sched is stale, use the CPU registers
+            snap["frames"] = self.traceback(g, self.uc.reg_read(X.UC_X86_REG_RIP), self.uc.reg_read(X.UC_X86_REG_RSP))
+        else:
+            snap["frames"] = [] if g.status == "done" else self.traceback(g)
+        return snap
+
+    def _event(self, kind, g, pc, sp, old, new, gb, ga, used, func=None, **kw) -> Event:
+        e = Event(kind, g.goid, self.insns, func or self._fname(pc), pc, sp, tuple(old), tuple(new), gb, ga, used, **kw)
+        self.events.append(e)
+        return e
+
+    def grows(self) -> list[Event]:
+        return [e for e in self.events if e.kind == "grow"]
+
+
+# ------------------------------------------------------------------------------------------- recipes
+
+
+def run_recursion(which: str = "small", depth: int = 100, initial_stack: int = 2048, policy: str = "copying",
+                  preempt_every: int | None = None, program: GoProgram | None = None, trace_sp: bool = False,
+                  max_insns: int = 50_000_000, timeout: float = 30.0, count_insns: bool = True) -> Runtime:
+    """Run STACKS_GO's worker() (``which`` frame size, ``depth`` levels) in the emulator; the runtime is returned."""
+    if which not in FRAME_FUNCS:
+        raise GoStackError(f"which must be one of {', '.join(FRAME_FUNCS)}, not {which!r}")
+    if not isinstance(depth, int) or not 0 <= depth <= MAX_DEPTH:
+        raise GoStackError(f"depth must be an integer in [0, {MAX_DEPTH}], not {depth!r}")
+    prog = program or GoProgram.example()
+    rt = Runtime(prog, initial_stack=initial_stack, policy=policy, trace_sp=trace_sp, count_insns=count_insns)
+    rt.write_global("main.N", depth)
+    rt.write_global("main.Which", FRAME_FUNCS[which])
+    rt.go("main.worker")
+    rt.sysmon(preempt_every)
+    rt.run(max_insns=max_insns, timeout=timeout)
+    return rt
+
+
+def emulated_moves(rt: Runtime, depth: int) -> NativeRun:
+    """What the emulated worker's frames recorded, in the same shape as a native run."""
+    raw = bytes(rt.uc.mem_read(rt.global_addr("main.delta"), 8 * (min(depth, MAX_DEPTH) + 1)))
+    delta = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+    which = next(k for k, v in FRAME_FUNCS.items() if v == rt.read_global("main.Which"))
+    return NativeRun(which, depth, rt.read_global("main.Result"), delta)
+
+
+def predict_growth(frame: int, depth: int, initial_stack: int = 2048, first_used: int = 72) -> dict:
+    """Pencil-and-paper newstack for a recursion of ``depth + 1`` frames of ``frame`` bytes
+    (funcMaxSPDelta: locals + saved BP; each call adds ``frame + 8`` with the return address).
+
+    ``first_used`` is hi - SP at the first frame's entry (STACKS_GO: 40 bytes from newproc1, worker's
+    24-byte frame, the return address). The prologue sends frame j to morestack when
+    SP - max(0, frame - StackSmall) <= stackguard0 (obj6.go: stacksplit, unsigned JBE); newstack doubles
+    until ``newsize - used >= frame + stackGuard``. Copying keeps hi - SP, so only sizes change.
+    The tests check this against the emulator.
+    """
+    k = runtime_constants()
+    guard, small = k["stackGuard"], k["StackSmall"]
+    size, sizes, at = initial_stack, [], []
+    for j in range(depth + 1):
+        used = first_used + j * (frame + 8)
+        if size - used - max(0, frame - small) <= guard:
+            size *= 2
+            while size - used < frame + guard:
+                size *= 2
+            sizes.append(size)
+            at.append(j)
+    return {"growths": len(sizes), "final_size": size, "sizes": sizes, "depths": at,
+            "final_guard_below_hi": size - guard}
+
+
+def run_hot_split(policy: str, pad: int, n: int = 100, initial_stack: int = 2048,
+                  program: GoProgram | None = None, max_insns: int = 20_000_000) -> Runtime:
+    """STACKS_GO's pad(pad, n): ``pad`` small frames, then a loop calling leaf() ``n`` times."""
+    if not isinstance(pad, int) or not 0 <= pad <= 10_000:
+        raise GoStackError(f"pad must be an integer in [0, 10000], not {pad!r}")
+    if not isinstance(n, int) or not 0 <= n <= 1_000_000:
+        raise GoStackError(f"n must be an integer in [0, 1000000], not {n!r}")
+    rt = Runtime(program or GoProgram.example(), initial_stack=initial_stack, policy=policy)
+    rt.write_global("main.N", n)
+    rt.write_global("main.Pad", pad)
+    rt.write_global("main.Which", 3)
+    rt.go("main.worker")
+    return rt.run(max_insns=max_insns)
+
+
+def hot_split_depth(initial_stack: int = 2048, program: GoProgram | None = None, search: int = 64) -> int:
+    """The smallest pad depth at which, under segmented stacks, every leaf() call needs a new segment."""
+    for pad in range(search):
+        rt = run_hot_split("segmented", pad, n=4, initial_stack=initial_stack, program=program)
+        if sum(e.kind == "split" for e in rt.events) >= 4:
+            return pad
+    raise GoStackError(f"no hot split within {search} frames")

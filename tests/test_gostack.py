@@ -1,0 +1,283 @@
+"""Tests for helpers.gostack and helpers.goelf: real Go code growing its stack in the emulator.
+
+Each test says what it proves. The program is built once (cached by helpers.toolchain).
+"""
+import pytest
+import unicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers import goelf
+from helpers.gostack import (FRAME_FUNCS, GoProgram, GoStackError, Runtime, emulated_moves, expected_sum,
+                             hot_split_depth, predict_growth, run_hot_split, run_recursion, stackguard0_writers)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+DEPTHS = {"small": 3000, "medium": 60, "large": 6}
+
+
+@pytest.fixture(scope="module")
+def prog():
+    return GoProgram.example()
+
+
+@pytest.fixture(scope="module")
+def runs(prog):
+    return {w: run_recursion(w, d, program=prog) for w, d in DEPTHS.items()}
+
+
+# ----------------------------------------------------------------------------- binary tables
+
+
+def test_stack_guard_from_source_equals_the_compiled_runtime(prog):
+    # two independent readings: src/ constants vs the immediate runtime.copystack adds to new.lo
+    k = goelf.runtime_constants()
+    assert k["stackGuard"] == k["stackNosplit"] + k["stackSystem"] + k["StackSmall"]
+    assert prog.guard_from_copystack() == k["stackGuard"] == 928
+    assert k["stackPreempt"] == 0xFFFFFFFFFFFFFADE
+
+
+def test_g_offsets_come_from_dwarf_and_match_the_prologue(prog):
+    assert prog.g_offsets["stackguard0"] == 0x10 and prog.g_offsets["stack.hi"] == 8
+    # the small-frame prologue compares SP with the same offset from R14
+    first = prog.prologue("main.small").listing[0][1]
+    assert first == f"cmpq {prog.g_offsets['stackguard0']:#x}(%r14), %rsp"
+
+
+@pytest.mark.parametrize("func,form", [("main.small", "small"), ("main.medium", "medium"), ("main.large", "huge")])
+def test_three_prologue_forms_follow_frame_size(prog, func, form):
+    k = goelf.runtime_constants()
+    p = prog.prologue(func)
+    assert p.form == form
+    if form == "small":
+        assert p.frame <= k["StackSmall"]
+    elif form == "medium":
+        assert k["StackSmall"] < p.frame <= k["StackBig"]
+        assert p.listing[0][1] == f"leaq -{p.frame - k['StackSmall']:#x}(%rsp), %r12"
+    else:
+        assert p.frame > k["StackBig"]
+        assert p.listing[1][1] == f"subq ${p.frame - k['StackSmall']:#x}, %r12"
+
+
+def test_pclntab_finds_functions_and_pcsp(prog):
+    b = prog.binary
+    f = b.func("main.small")
+    assert b.findfunc(f.entry + 3) == f and b.findfunc(f.end) != f
+    assert b.pcsp(f, f.entry) == 0  # nothing pushed at entry
+    assert b.max_sp_delta(f) == prog.frame_size("main.small") > 0
+    with pytest.raises(goelf.GoBinaryError, match="no function"):
+        b.func("main.nope")
+
+
+def _encode(pairs):
+    """Encoder for pc-value tables (the inverse of runtime/symtab.go: step), used to test the decoder."""
+    def varint(v):
+        out = bytearray()
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            out.append(b | (0x80 if v else 0))
+            if not v:
+                return out
+    data, prev = bytearray(), -1
+    for pcd, val in pairs:
+        d = val - prev
+        data += varint(((d << 1) ^ (d >> 63)) & 0xFFFFFFFF)  # zig-zag, as cmd/internal/obj/pcln.go writes it
+        data += varint(pcd)
+        prev = val
+    return bytes(data + b"\0")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 5000), st.integers(-100_000, 100_000).filter(bool)), min_size=1, max_size=20))
+def test_pcvalue_decoder_roundtrip(steps):
+    # the encoder only writes a step when the value changes, so every value delta after the first is non-zero
+    pairs, val = [], -1
+    for pcd, d in steps:
+        val += d
+        pairs.append((pcd, val))
+    runs = list(goelf.pcvalue_steps(_encode(pairs), 0, 0x1000))
+    pc = 0x1000
+    assert len(runs) == len(pairs)
+    for (start, end, val), (pcd, want) in zip(runs, pairs):
+        assert (start, end, val) == (pc, pc + pcd, want)
+        pc += pcd
+
+
+def test_not_a_go_binary_is_one_line(tmp_path):
+    f = tmp_path / "x"
+    f.write_bytes(b"not an elf")
+    with pytest.raises(GoStackError) as e:
+        GoProgram.load(f)
+    assert "\n" not in str(e.value)
+
+
+# ----------------------------------------------------------------------------- growth
+
+
+@pytest.mark.parametrize("which", list(DEPTHS))
+def test_growth_depths_match_a_native_run(prog, runs, which):
+    depth = DEPTHS[which]
+    native = prog.native(which, depth)
+    emulated = emulated_moves(runs[which], depth)
+    assert native.result == emulated.result == expected_sum(which, depth)
+    assert native.frame_bytes == emulated.frame_bytes == prog.frame_size(f"main.{which}") + 8
+    assert native.moved_at() and emulated.moved_at() == native.moved_at()
+
+
+@pytest.mark.parametrize("which", list(DEPTHS))
+def test_results_correct_for_three_frame_forms(prog, which):
+    rt = Runtime(prog)
+    g = rt.go(f"main.{which}", DEPTHS[which], 0)
+    rt.run()
+    assert g.status == "done" and g.result == expected_sum(which, DEPTHS[which])
+    assert rt.grows(), "the recursion must have outgrown 2 KiB"
+
+
+@pytest.mark.parametrize("which", list(DEPTHS))
+def test_stackguard0_is_new_lo_plus_guard_after_every_growth(runs, which):
+    rt = runs[which]
+    for e in rt.grows():
+        assert e.guard_after == e.new[0] + rt.stack_guard
+        assert e.g_after["stackguard0"] == e.guard_after and e.g_after["stack.lo"] == e.new[0]
+        assert e.new_size >= 2 * e.old_size and e.new_size & (e.new_size - 1) == 0
+
+
+def test_frames_are_adjusted_and_old_stack_is_unmapped(runs):
+    rt = runs["small"]
+    e = rt.grows()[-1]
+    assert e.frames_adjusted > 100
+    delta = e.new[1] - e.old[1]
+    for a, b in zip(e.frames_before, e.frames_after):
+        assert (a.func, a.pc) == (b.func, b.pc) and b.sp - a.sp == delta
+    with pytest.raises(unicorn.UcError):
+        rt.uc.mem_read(e.old[0], 8)
+
+
+def test_predict_growth_matches_the_emulator(prog, runs):
+    for which, rt in runs.items():
+        p = predict_growth(prog.frame_size(f"main.{which}"), DEPTHS[which])
+        grows = [e for e in rt.grows() if e.func == f"main.{which}"]
+        assert p["sizes"] == [e.new_size for e in grows]
+
+
+# ----------------------------------------------------------------------------- preemption, scheduling
+
+
+def test_preemption_requests_are_preempt_events_not_growth(prog, runs):
+    rt = run_recursion("small", 3000, preempt_every=5000, program=prog)
+    kinds = [e.kind for e in rt.events]
+    assert kinds.count("preempt") >= 5
+    assert [e.new_size for e in rt.grows()] == [e.new_size for e in runs["small"].grows()]
+    for e in rt.events:
+        if e.kind == "preempt":
+            assert e.guard_before == rt.stack_preempt and e.old == e.new
+    assert rt.read_global("main.Result") == expected_sum("small", 3000)
+
+
+def test_goroutines_interleave_and_all_finish(prog):
+    rt = Runtime(prog)
+    gs = [rt.go("main.small", 400 + 100 * i, 0) for i in range(3)]
+    rt.sysmon(every_insns=2000)
+    rt.run()
+    assert [g.result for g in gs] == [expected_sum("small", 400 + 100 * i) for i in range(3)]
+    order = [e.goid for e in rt.events if e.kind == "preempt"]
+    assert len(set(order[:6])) == 3, "round-robin: the first preemptions visit every goroutine"
+
+
+def test_traceback_of_a_preempted_goroutine(prog):
+    rt = Runtime(prog)
+    g = rt.go("main.small", 50, 0)
+    other = rt.go("main.small", 5, 0)
+    rt.sysmon(every_insns=300)
+    rt.run(until=lambda e: e.kind == "preempt" and e.goid == g.goid)
+    snap = rt.snapshot(g)
+    fr = snap["frames"]
+    assert snap["status"] == "runnable" and len(fr) > 2
+    assert fr[0].func == "main.small" and fr[-1].func == "main.small"
+    assert all(a.fp == b.sp for a, b in zip(fr, fr[1:]))
+    assert snap["stack.lo"] <= snap["sched.sp"] < snap["stack.hi"]
+    rt.sysmon(None)
+    rt.run()
+    assert g.result == expected_sum("small", 50) and other.result == expected_sum("small", 5)
+
+
+def test_shrinkstack_halves_a_mostly_empty_stack_and_code_still_runs(prog):
+    rt = Runtime(prog)
+    g = rt.go("main.small", 100, 0)
+    rt.copystack(g, 64 * 1024)  # pretend it grew earlier
+    e = rt.gc()
+    assert len(e) == 1 and e[0].kind == "shrink" and e[0].new_size == 32 * 1024
+    assert e[0].guard_after == e[0].new[0] + rt.stack_guard
+    while rt.gc():
+        pass
+    assert rt.stack_of(g)[1] - rt.stack_of(g)[0] == goelf.runtime_constants()["fixedStack"]
+    rt.run()
+    assert g.result == expected_sum("small", 100)
+
+
+# ----------------------------------------------------------------------------- segmented stacks
+
+
+def test_segmented_stacks_give_the_same_results(prog):
+    for which, depth in (("small", 500), ("medium", 30)):
+        rt = run_recursion(which, depth, policy="segmented", program=prog)
+        kinds = [e.kind for e in rt.events]
+        assert kinds.count("split") == kinds.count("unsplit") > 0 and "grow" not in kinds
+        assert rt.read_global("main.Result") == expected_sum(which, depth)
+        assert not rt.stacks.keys() - {rt.stack_of(rt.goroutines[0])[0]}, "every segment was freed"
+
+
+def test_hot_split_costs_a_switch_per_iteration_only_when_segmented(prog):
+    pad = hot_split_depth(program=prog)
+    seg = run_hot_split("segmented", pad, n=200, program=prog)
+    cop = run_hot_split("copying", pad, n=200, program=prog)
+    assert seg.read_global("main.Result") == cop.read_global("main.Result")
+    assert seg.switches == 2 * 200 and cop.switches <= 1
+    assert seg.insns > cop.insns
+
+
+# ----------------------------------------------------------------------------- properties and bad input
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(["small", "medium"]), depth=st.integers(0, 400),
+       stack=st.sampled_from([2048, 4096, 8192]), policy=st.sampled_from(["copying", "segmented"]),
+       preempt=st.sampled_from([None, 700, 5000]))
+def test_random_depths_never_corrupt_the_result(prog, which, depth, stack, policy, preempt):
+    rt = run_recursion(which, depth, initial_stack=stack, policy=policy, preempt_every=preempt, program=prog)
+    assert rt.read_global("main.Result") == expected_sum(which, depth)
+    for e in rt.events:
+        if e.kind in ("grow", "split"):
+            assert e.guard_after == e.new[0] + rt.stack_guard
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda p: Runtime(p, policy="linked"), "policy"),
+    (lambda p: Runtime(p, initial_stack=3000), "power of two"),
+    (lambda p: Runtime(p).go("main.nothere"), "no function"),
+    (lambda p: Runtime(p).go("main.small", "x"), "integers"),
+    (lambda p: run_recursion("tiny", 5, program=p), "which"),
+    (lambda p: run_recursion("small", -1, program=p), "depth"),
+    (lambda p: Runtime(p).sysmon(every_insns=5), "every_insns"),
+    (lambda p: run_recursion("small", 3000, max_insns=1000, program=p), "budget"),
+])
+def test_bad_input_is_one_line(prog, call, match):
+    with pytest.raises((GoStackError, goelf.GoBinaryError)) as e:
+        call(prog)
+    assert match in str(e.value) and "\n" not in str(e.value)
+
+
+def test_stack_overflow_is_reported(prog):
+    rt = Runtime(prog, max_stack=16 * 1024)
+    rt.go("main.small", 1000, 0)
+    with pytest.raises(GoStackError, match="exceeds"):
+        rt.run()
+
+
+def test_stackguard0_is_written_only_by_the_go_runtime():
+    w = stackguard0_writers()
+    funcs = {f for _file, _line, f, _t in w}
+    assert "copystack" in funcs and "newstack" in funcs
+    assert not {"runtime.morestack", "runtime.morestack_noctxt"} & funcs
+    assert all(file.startswith("src/runtime/") for file, *_ in w)
