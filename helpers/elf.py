@@ -195,3 +195,24 @@ def load_segments(path) -> list[tuple[int, bytes, str]]:
             return out
     except Exception as e:  # pyelftools/construct errors from a truncated or corrupt file
         raise ElfError(f"cannot read segments of {p.name}: {type(e).__name__}") from None
+
+
+def symbol_bytes(path, name: str) -> tuple[int, bytes]:
+    """(address, bytes) of the defined symbol ``name``, read from the section that holds it."""
+    info = read_elf(path)
+    sym = info.symbol(name)
+    if sym is None:
+        raise ElfError(f"{Path(path).name} has no symbol {name!r}")
+    p, f = _open(path)
+    try:
+        with f:
+            sec = ELFFile(f).get_section_by_name(sym.section)
+            if sec is None or sec["sh_type"] == "SHT_NOBITS":
+                raise ElfError(f"symbol {name!r} is not in a section with contents")
+            base = sec["sh_addr"] if info.elf_type != "ET_REL" else 0
+            start = sym.value - base
+            return sym.value, sec.data()[start:start + sym.size]
+    except ElfError:
+        raise
+    except Exception as e:
+        raise ElfError(f"cannot read symbol {name!r} from {p.name}: {type(e).__name__}") from None

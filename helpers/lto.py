@@ -1,0 +1,251 @@
+"""lto: link-time optimisation measured on real builds, and the sections real linkers emit.
+
+Serves chapter 4c ("LTO and linker sections", article §4.3-§4.4). It models nothing by hand: it compiles a
+two-file C program with and without ``-flto`` (gcc where installed, ``zig cc``/clang everywhere), reads the
+results with :mod:`helpers.elf`, disassembles with :mod:`helpers.asm`, and times real runs. It also builds
+Go binaries (plain, ``-ldflags=-s -w``, cgo) and lists their real ELF sections.
+
+What the Linux kernel itself supports is recorded in :data:`KERNEL_SOURCES`: short, cited facts read from
+torvalds/linux (and the mailing-list patches that added them), so chapter cells can assert against them.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from helpers import toolchain
+from helpers.elf import read_elf, symbol_bytes
+
+# Two translation units: main.c calls mix() from mix.c in a loop. Without LTO the compiler of main.c cannot
+# see mix()'s body, so it must emit a call; with LTO the link step sees both and may inline it.
+# never_called() is dead code that only whole-program analysis can drop.
+SOURCES = {
+    "main.c": r'''#include <stdio.h>
+#include <stdlib.h>
+unsigned mix(unsigned i);
+int main(int argc, char **argv) {
+    unsigned n = argc > 1 ? (unsigned)strtoul(argv[1], 0, 10) : 1000;
+    unsigned acc = 0;
+    for (unsigned i = 0; i < n; i++) acc += mix(i);
+    printf("%u\n", acc);
+    return 0;
+}
+''',
+    "mix.c": r'''unsigned mix(unsigned i) { return (i * 2654435761u) ^ (i >> 7); }
+unsigned never_called(unsigned x) { return x * 7u; }
+''',
+}
+OUR_FUNCTIONS = ("main", "mix", "never_called")
+
+
+def expected_result(n: int) -> int:
+    """What the C program prints, computed in Python (so every build can be checked for correctness)."""
+    acc = 0
+    for i in range(n):
+        acc = (acc + (((i * 2654435761) & 0xFFFFFFFF) ^ (i >> 7))) & 0xFFFFFFFF
+    return acc
+
+
+@dataclass
+class LtoBuild:
+    compiler: str
+    lto: bool
+    path: object
+    text_size: int
+    functions: tuple          # which of OUR_FUNCTIONS survive as symbols
+    calls_in_main: tuple      # names of direct call targets in main (None for unresolved)
+    listing: str = field(repr=False, default="")
+
+    @property
+    def label(self) -> str:
+        return f"{self.compiler} {'-flto' if self.lto else 'no LTO'}"
+
+
+def compilers() -> list[str]:
+    """zig cc always (pinned), gcc when installed."""
+    return ["gcc", "zig"] if toolchain.have("gcc") else ["zig"]
+
+
+def build(compiler: str = "zig", lto: bool = False, opt: str = "-O2") -> LtoBuild:
+    """Build SOURCES into an executable (gcc: dynamic against the host libc; zig: static musl)."""
+    flags = [opt] + (["-flto"] if lto else [])
+    if compiler == "zig":
+        b = toolchain.cc(SOURCES, compiler="zig", target="x86_64-linux-musl", flags=(*flags, "-static"), output="exe")
+    elif compiler == "gcc":
+        b = toolchain.cc(SOURCES, compiler="gcc", flags=tuple(flags), output="exe")
+    else:
+        raise ValueError(f"compiler must be 'gcc' or 'zig', not {compiler!r}")
+    info = read_elf(b.path)
+    names = {s.name for s in info.functions()}
+    calls, listing = calls_from(b.path, "main", info)
+    return LtoBuild(compiler, lto, b.path, info.text_size, tuple(f for f in OUR_FUNCTIONS if f in names),
+                    tuple(calls), listing)
+
+
+def calls_from(path, function: str, info=None) -> tuple[list, str]:
+    """Direct call targets of ``function`` (symbol names; unnamed targets such as PLT stubs as hex) and its
+    disassembly; None marks an indirect call."""
+    from helpers.asm import disassemble, format_listing
+
+    info = info or read_elf(path)
+    addr, code = symbol_bytes(path, function)
+    insns = disassemble(code, address=addr)
+    by_addr = {s.value: s.name for s in info.functions()}
+    calls = []
+    for i in insns:
+        if i.mnemonic.startswith("call"):
+            try:
+                target = int(i.op_str.lstrip("*$"), 16)
+            except ValueError:
+                calls.append(None)  # indirect call
+                continue
+            calls.append(by_addr.get(target, f"{target:#x}"))  # PLT stubs have no symbol
+    return calls, format_listing(insns)
+
+
+def experiment() -> list[LtoBuild]:
+    """Every compiler, without and with -flto."""
+    return [build(c, lto) for c in compilers() for lto in (False, True)]
+
+
+def run_once(b: LtoBuild, n: int) -> tuple[int, float]:
+    """Run the binary once; return (printed result, wall seconds)."""
+    t0 = time.perf_counter()
+    p = toolchain.run([b.path, str(n)], timeout=60, check=True)
+    return int(p.stdout.strip()), time.perf_counter() - t0
+
+
+def check_results(builds, n: int = 100_000) -> int:
+    """Run every build on ``n`` and check it prints :func:`expected_result` (LTO must not change meaning)."""
+    want = expected_result(n)
+    for b in builds:
+        got, _ = run_once(b, n)
+        if got != want:
+            raise AssertionError(f"{b.label} printed {got}, expected {want}")
+    return want
+
+
+def timings(builds, n: int = 50_000_000, repeats: int = 5) -> dict:
+    """Interleaved repeated runs (so machine noise hits every build alike); label -> median seconds.
+    All builds must print the same result on every run."""
+    samples = {b.label: [] for b in builds}
+    for _ in range(repeats):
+        results = set()
+        for b in builds:
+            got, dt = run_once(b, n)
+            results.add(got)
+            samples[b.label].append(dt)
+        if len(results) != 1:
+            raise AssertionError(f"builds disagree on the result: {sorted(results)}")
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+# ------------------------------------------------------------------------------ what Linux supports
+# Facts read from primary sources with the project's source index; each names its file. Cells assert
+# against these (e.g. "no GCC LTO flags in mainline's LTO block").
+KERNEL_SOURCES = {
+    "lto_makefile": {
+        "source": "torvalds/linux Makefile (the `ifdef CONFIG_LTO_CLANG` block; added by 'kbuild: add support "
+                  "for Clang LTO', Sami Tolvanen, merged for v5.12)",
+        "lines": ("ifdef CONFIG_LTO_CLANG", "ifdef CONFIG_LTO_CLANG_THIN",
+                  "CC_FLAGS_LTO := -flto=thin -fsplit-lto-unit", "else", "CC_FLAGS_LTO := -flto", "endif",
+                  "CC_FLAGS_LTO += -fvisibility=hidden", "endif",
+                  "ifdef CONFIG_LTO", "KBUILD_CFLAGS += $(CC_FLAGS_LTO)", "export CC_FLAGS_LTO", "endif"),
+    },
+    "lto_kconfig": {
+        "source": "torvalds/linux arch/Kconfig (config HAS_LTO_CLANG, choice 'Link Time Optimization (LTO)')",
+        "options": ("LTO_NONE", "LTO_CLANG_FULL", "LTO_CLANG_THIN"),
+        "has_lto_clang_depends": ("CC_IS_CLANG", "LD_IS_LLD"),
+        "since": "5.12",
+    },
+    "gcc_lto_series": {
+        "source": "Andi Kleen, '[PATCH 30/47] Kbuild, lto: Add Link Time Optimization support' (2022, "
+                  "linux-kbuild); carried out of tree (e.g. openSUSE), not in torvalds/linux",
+        "in_mainline": False,
+    },
+    "init_sections": {
+        "source": "torvalds/linux include/linux/init.h (__init, __exit) and include/asm-generic/vmlinux.lds.h "
+                  "(INIT_TEXT, EXIT_TEXT)",
+        "__init": ".init.text",
+        "__exit": ".exit.text",
+    },
+    "kprobes": {
+        "kprobe_register": ("kernel/trace/trace_kprobe.c", "static int kprobe_register(struct trace_event_call *event, "
+                            "enum trace_reg type, void *data)",
+                            "trace-event reg callback: TRACE_REG_REGISTER -> enable_trace_kprobe, "
+                            "TRACE_REG_UNREGISTER -> disable_trace_kprobe"),
+        "check_ftrace_location": ("kernel/kprobes.c", "static int check_ftrace_location(struct kprobe *p)",
+                                  "if ftrace_location(addr) == addr: sets KPROBE_FLAG_FTRACE, or returns -EINVAL "
+                                  "when CONFIG_KPROBES_ON_FTRACE is off"),
+        "check_kprobe_address_safe": ("kernel/kprobes.c", "static int check_kprobe_address_safe(struct kprobe *p, "
+                                      "struct module **probed_mod)",
+                                      "-EINVAL outside kernel/module text or in reserved areas; -ENOENT for a "
+                                      "module's freed .init.text"),
+        "ftrace_location": ("kernel/trace/ftrace.c", "unsigned long ftrace_location(unsigned long ip)",
+                            "address of the ftrace patch site (mcount/fentry call) in the function at ip, else 0"),
+        "kprobe_ftrace_handler": ("arch/x86/kernel/kprobes/ftrace.c",
+                                  "void kprobe_ftrace_handler(unsigned long ip, unsigned long parent_ip, "
+                                  "struct ftrace_ops *ops, struct ftrace_regs *fregs)",
+                                  "the ftrace callback that runs a kprobe's handlers; returns nothing"),
+    },
+}
+
+
+def returns_value(signature: str) -> bool:
+    """Whether a C function signature declares a return value (anything but void)."""
+    head = signature.split("(")[0].split()
+    return head[-2] != "void" if len(head) >= 2 else True
+
+
+# ------------------------------------------------------------------------------ Go linker sections
+GO_PROGRAM = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello from Go") }\n'
+GO_CGO_PROGRAM = ('package main\n\n// int twice(int x) { return 2 * x; }\nimport "C"\nimport "fmt"\n\n'
+                  'func main() { fmt.Println("cgo says", C.twice(21)) }\n')
+KERNEL_INIT_SECTIONS = (".init.text", ".exit.text")
+
+
+@dataclass
+class GoSections:
+    variant: str
+    sections: list        # [(name, size, flags)]
+    symbols: int
+    text_size: int
+    is_static: bool
+    interp: str | None
+
+    def names(self) -> list:
+        return [s.name for s in self.sections]
+
+
+def go_variants() -> dict:
+    """Build the three Go binaries the chapter compares; variant -> toolchain.Build."""
+    return {
+        "go build": toolchain.go_build(GO_PROGRAM),
+        'go build -ldflags="-s -w"': toolchain.go_build(GO_PROGRAM, ldflags="-s -w"),
+        "go build (cgo)": toolchain.go_build(GO_CGO_PROGRAM, cgo=True),
+    }
+
+
+def go_sections() -> list[GoSections]:
+    out = []
+    for variant, b in go_variants().items():
+        info = read_elf(b.path)
+        out.append(GoSections(variant, info.sections, len(info.symbols), info.text_size, info.is_static, info.interp))
+    return out
+
+
+def search_go_source(root, needle: str, *, limit: int = 20) -> list[str]:
+    """Files under ``root`` (a Go source tree) whose text contains ``needle`` (bounded, no shell)."""
+    from pathlib import Path
+
+    hits = []
+    for p in sorted(Path(root).rglob("*.go")):
+        try:
+            if needle in p.read_text(errors="ignore"):
+                hits.append(str(p.relative_to(root)))
+        except OSError:
+            continue
+        if len(hits) >= limit:
+            break
+    return hits

@@ -1,0 +1,53 @@
+"""helpers.lto on real builds: -flto inlines across translation units and drops dead code; Go sections."""
+import pytest
+
+from helpers import lto, toolchain
+
+
+@pytest.fixture(scope="module")
+def builds():
+    return {(b.compiler, b.lto): b for b in lto.experiment()}
+
+
+@pytest.mark.parametrize("compiler", lto.compilers())
+def test_lto_inlines_cross_file_call_and_drops_dead_code(builds, compiler):
+    plain, linked = builds[(compiler, False)], builds[(compiler, True)]
+    assert "mix" in plain.calls_in_main and "mix" not in linked.calls_in_main
+    assert set(plain.functions) == {"main", "mix", "never_called"}
+    assert linked.functions == ("main",)
+    assert linked.text_size < plain.text_size
+
+
+def test_all_builds_compute_the_same_result(builds):
+    assert lto.check_results(list(builds.values()), n=10_000) == lto.expected_result(10_000)
+
+
+def test_expected_result_small():
+    # by hand: i=0 -> 0; i=1 -> 2654435761
+    assert lto.expected_result(2) == 2654435761
+
+
+def test_kernel_facts_are_consistent():
+    lines = lto.KERNEL_SOURCES["lto_makefile"]["lines"]
+    assert not any("-ffat-lto-objects" in l or "-fuse-linker-plugin" in l or "-flto=auto" in l for l in lines)
+    k = lto.KERNEL_SOURCES["kprobes"]
+    assert not lto.returns_value(k["kprobe_ftrace_handler"][1])
+    assert lto.returns_value(k["check_ftrace_location"][1])
+
+
+def test_go_binaries_have_no_kernel_init_sections():
+    secs = {g.variant: g for g in lto.go_sections()}
+    for g in secs.values():
+        assert not set(lto.KERNEL_INIT_SECTIONS) & set(g.names())
+        assert ".text" in g.names() and ".gopclntab" in g.names()
+    plain, stripped = secs["go build"], secs['go build -ldflags="-s -w"']
+    assert ".symtab" in plain.names() and ".symtab" not in stripped.names()
+    assert not any(n.startswith(".debug") for n in stripped.names())
+    assert secs["go build (cgo)"].interp is not None and plain.is_static
+
+
+def test_no_internal_linker_package_in_go_source():
+    src = toolchain.goroot() / "src"
+    assert not (src / "internal" / "linker").exists()
+    assert (src / "cmd" / "link" / "internal" / "ld").is_dir()
+    assert lto.search_go_source(src / "runtime", "initSection") == []

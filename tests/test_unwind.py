@@ -1,0 +1,147 @@
+"""helpers.unwind: CFI decoding, CFI vs frame-pointer unwinding on real compiler output, and bad input.
+
+The central check (issue 4): on -fno-omit-frame-pointer builds, the CFI unwinder and the rbp-chain walk
+agree frame by frame; on -fomit-frame-pointer builds, CFI still recovers the chain and the rbp walk does not.
+"""
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from helpers import toolchain
+from helpers.unwind import (CHAIN, CfiRow, CfiTable, Fde, UnwindError, assemble, build_chain, cfi_entries,
+                            unwind_both, unwind_cfi, unwind_fp)
+
+COMPILERS = ["zig"] + (["gcc"] if toolchain.have("gcc") else [])
+
+DEMO_S = """
+    .text
+    .globl demo
+    .type demo, @function
+demo:
+    .cfi_startproc
+    .cfi_def_cfa %rsp, 8
+    .cfi_offset %rip, -8
+    pushq %rbp
+    .cfi_def_cfa_offset 16
+    .cfi_offset %rbp, -16
+    movq %rsp, %rbp
+    .cfi_def_cfa_register %rbp
+    movl $42, %eax
+    popq %rbp
+    .cfi_def_cfa %rsp, 8
+    ret
+    .cfi_endproc
+    .size demo, .-demo
+"""
+
+
+def emu_available():
+    try:
+        from helpers.emu import Machine  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+needs_emu = pytest.mark.skipif(not emu_available(), reason="helpers.emu.Machine not available yet")
+
+
+@needs_emu
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_cfi_matches_frame_pointer_chain(compiler):
+    cfi, fp, stop = unwind_both(build_chain(compiler, frame_pointer=True).path)
+    assert cfi.chain() == list(CHAIN)
+    assert [f.key() for f in cfi.frames] == [f.key() for f in fp.frames]
+    assert cfi.stopped.startswith("return address 0") and fp.stopped.startswith("return address 0")
+
+
+@needs_emu
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_cfi_survives_omitted_frame_pointer_but_rbp_walk_does_not(compiler):
+    cfi, fp, stop = unwind_both(build_chain(compiler, frame_pointer=False).path)
+    assert cfi.chain() == list(CHAIN)
+    assert fp.chain() != list(CHAIN)
+    # every CFA is the caller's rsp before the call: the return address sits just below it
+    for f in cfi.frames:
+        assert int.from_bytes(stop.read(f.cfa - 8, 8), "little") == f.return_address
+
+
+def test_assembled_directives_encode_entry_rule():
+    entries = cfi_entries(assemble(DEMO_S))
+    cie = next(e for e in entries if e.kind == "CIE")
+    assert "DW_CFA_def_cfa: rsp+8" in cie.instructions and "DW_CFA_offset: rip at CFA-8" in cie.instructions
+    table = CfiTable.from_elf(assemble(DEMO_S))
+    rows = table.function("demo").rows
+    assert [r.text() for r in rows] == ["CFA=rsp+8  rip=[CFA-8]", "CFA=rsp+16  rip=[CFA-8]  rbp=[CFA-16]",
+                                        "CFA=rbp+16  rip=[CFA-8]  rbp=[CFA-16]", "CFA=rsp+8  rip=[CFA-8]  rbp=[CFA-16]"]
+    assert [r.pc for r in rows] == [0, 1, 4, 10]  # after push (1 byte), after mov (3 bytes), before ret
+
+
+def test_bad_assembly_is_one_line():
+    with pytest.raises(UnwindError) as e:
+        assemble("    .cfi_startproc\n    bogus %rax\n")
+    assert "\n" not in str(e.value)
+
+
+def _table():
+    # f: [0x1000, 0x1100), no frame pointer, saved rbx; g (its caller): frame pointer
+    f = Fde(0x1000, 0x1100, (CfiRow(0x1000, "rsp", 8, {"rip": -8}),
+                             CfiRow(0x1004, "rsp", 32, {"rip": -8, "rbx": -16})), "f")
+    g = Fde(0x2000, 0x2100, (CfiRow(0x2000, "rsp", 8, {"rip": -8}),
+                             CfiRow(0x2004, "rbp", 16, {"rip": -8, "rbp": -16})), "g")
+    return CfiTable([f, g], ".eh_frame")
+
+
+def test_synthetic_two_frames():
+    top = 0x9000
+    mem = {top - 8: 0, top - 16: 0,                      # g: return address 0, saved rbp 0
+           top - 24: 0x2050, top - 32: 77}               # f: return into g, saved rbx 77
+    regs = {"rip": 0x1010, "rsp": top - 16 - 32, "rbp": top - 16, "rbx": 5}
+    read = lambda a, n: mem.get(a, 0xAA).to_bytes(8, "little")
+    u = unwind_cfi(_table(), regs, read)
+    assert u.chain() == ["f", "g"]
+    assert u.frames[0].cfa == top - 16 and u.frames[0].saved["rbx"] == (top - 32, 77)
+    assert u.frames[1].cfa == top and u.stopped.startswith("return address 0")
+
+
+def test_bad_registers_are_one_line():
+    with pytest.raises(UnwindError, match="must include rip"):
+        unwind_cfi(_table(), {"rsp": 0}, lambda a, n: b"")
+    with pytest.raises(UnwindError, match="64-bit"):
+        unwind_fp({"rip": 0, "rsp": -1, "rbp": 0}, lambda a, n: b"")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=0, max_size=256), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1),
+       st.sampled_from([0x1000, 0x1010, 0x2008, 0x3000]))
+def test_random_stacks_never_crash_or_loop(data, rsp, rbp, rip):
+    base = rsp & ~7
+
+    def read(addr, n):
+        off = addr - base
+        if off < 0 or off + n > len(data):
+            raise KeyError(addr)
+        return data[off:off + n]
+
+    regs = {"rip": rip, "rsp": rsp, "rbp": rbp}
+    for u in (unwind_cfi(_table(), regs, read, max_frames=16), unwind_fp(regs, read, max_frames=16)):
+        assert len(u.frames) <= 16 and "\n" not in u.stopped
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_corrupted_eh_frame_is_one_line_error(tmp_path, compiler):
+    raw = bytearray(build_chain(compiler, frame_pointer=False).path.read_bytes())
+    from helpers.elf import read_elf
+    from elftools.elf.elffile import ELFFile
+    with open(build_chain(compiler, frame_pointer=False).path, "rb") as f:
+        sec = ELFFile(f).get_section_by_name(".eh_frame")
+        off, size = sec["sh_offset"], sec["sh_size"]
+    for i in range(off, off + size, 7):
+        raw[i] ^= 0x5A
+    p = tmp_path / "bad"
+    p.write_bytes(bytes(raw))
+    try:
+        t = CfiTable.from_elf(p)
+    except UnwindError as e:
+        assert "\n" not in str(e)
+    else:
+        assert isinstance(t.fdes, list)
