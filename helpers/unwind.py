@@ -487,11 +487,11 @@ def stop_at(path, breakpoint: str = BREAKPOINT, entry: str = "entry", arg: int =
     rsp = STACK_TOP - 64
     m.write(rsp, (0).to_bytes(8, "little"))  # the outermost return address: 0 ends every walk
     m.regs["rsp"], m.regs["rbp"], m.regs["rdi"] = rsp, INITIAL_RBP, arg
-    m.run(None, start=fn.value, until=bp.value, max_insns=max_insns, timeout=timeout)
+    out = m.run(start=fn.value, until=bp.value, max_insns=max_insns, timeout=timeout)
     regs = {r: m.regs[r] for r in DWARF_REGS.values()}
     if regs["rip"] != bp.value:
-        raise UnwindError(f"did not reach {breakpoint} (pc = {regs['rip']:#x})")
-    return Stop(Path(path), regs, m.read, (lo, STACK_TOP), bp.value)
+        raise UnwindError(f"did not reach {breakpoint}: {getattr(out, 'status', '?')} at pc {regs['rip']:#x}")
+    return Stop(Path(path), regs, m.read, (lo, STACK_TOP), bp.value, getattr(out, "insns", None))
 
 
 def unwind_both(path, **kw) -> tuple[Unwind, Unwind, Stop]:
@@ -502,3 +502,209 @@ def unwind_both(path, **kw) -> tuple[Unwind, Unwind, Stop]:
     cfi = unwind_cfi(table, stop.regs, stop.read, symbolize=sym)
     fp = unwind_fp(stop.regs, stop.read, symbolize=sym, stack=stop.stack)
     return cfi, fp, stop
+
+
+# ------------------------------------------------------------------------------- frame pointers in real code
+
+def sets_up_frame_pointer(code: bytes, address: int = 0) -> bool:
+    """Whether machine code begins (after an optional endbr64) with ``push %rbp`` followed, within the next
+    three instructions and before rsp moves again, by ``mov %rsp,%rbp`` (gcc may schedule an unrelated
+    instruction in between)."""
+    from helpers.asm import disassemble
+
+    insns = [i.text.replace(" ", "") for i in disassemble(code[:48], address=address) if i.mnemonic != "endbr64"]
+    if not insns or insns[0] != "pushq%rbp":
+        return False
+    for text in insns[1:4]:
+        if text == "movq%rsp,%rbp":
+            return True
+        if "%rsp" in text or text.startswith(("push", "pop", "call", "ret", "j")):
+            return False
+    return False
+
+
+FP_PROBE_C = "long probe(long *p, long n) { long s = 0; for (long i = 0; i < n; i++) s += p[i] * i; return s; }\n"
+
+
+def gcc_default_frame_pointer(opt: str) -> bool:
+    """Compile FP_PROBE_C with gcc at ``opt`` and no -f*frame-pointer flag: does gcc set up rbp?"""
+    from helpers import toolchain
+    from helpers.elf import symbol_bytes
+
+    b = toolchain.cc(FP_PROBE_C, compiler="gcc", flags=(opt,), output="obj")
+    addr, code = symbol_bytes(b.path, "probe")
+    return sets_up_frame_pointer(code, addr)
+
+
+def gcc_optimizer_setting(opt: str, flag: str = "-fomit-frame-pointer") -> str:
+    """What ``gcc -Q --help=optimizers`` reports for ``flag`` at ``opt`` ("[enabled]" or "[disabled]")."""
+    from helpers import toolchain
+
+    p = toolchain.run([*toolchain.require("gcc").argv, opt, "-Q", "--help=optimizers"], timeout=30, check=True)
+    for line in p.stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0] == flag:
+            return parts[-1]
+    raise UnwindError(f"gcc -Q --help=optimizers does not list {flag}")
+
+
+# glibc's backtrace() (bminor/glibc debug/backtrace.c) calls libgcc's _Unwind_Backtrace, a CFI unwinder.
+BACKTRACE_C = r'''
+#include <execinfo.h>
+#include <stdio.h>
+#include <string.h>
+#define NOINLINE __attribute__((noinline, noipa))
+volatile long sink;
+NOINLINE int level3(void) {
+    void *pcs[16];
+    int n = backtrace(pcs, 16);
+    char **names = backtrace_symbols(pcs, n);
+    for (int i = 0; i < n; i++) {           /* "./out(level2+0x12) [0x...]" -> "level2" */
+        char *open = strchr(names[i], '('), *plus = open ? strpbrk(open, "+)") : 0;
+        if (open && plus && plus > open + 1) printf("%.*s\n", (int)(plus - open - 1), open + 1);
+        else printf("?\n");
+    }
+    sink = n;
+    return n;
+}
+NOINLINE int level2(void) { int n = level3(); sink += n; return n + 1; }
+NOINLINE int level1(void) { int n = level2(); sink += n; return n + 1; }
+int main(void) { return level1() > 0 ? 0 : 1; }
+'''
+BACKTRACE_FUNCS = ("level3", "level2", "level1", "main")
+
+
+def glibc_backtrace(frame_pointer: bool = False) -> tuple[list, dict]:
+    """Build BACKTRACE_C with gcc -O2 (±frame pointer, -rdynamic for names), run it, and return
+    (function names backtrace() found, {function: sets up rbp?})."""
+    from helpers import toolchain
+    from helpers.elf import symbol_bytes
+
+    fp = "-fno-omit-frame-pointer" if frame_pointer else "-fomit-frame-pointer"
+    b = toolchain.cc(BACKTRACE_C, compiler="gcc", flags=("-O2", fp, "-rdynamic"), output="exe")
+    p = toolchain.run([b.path], timeout=20, check=True)
+    prologues = {f: sets_up_frame_pointer(*reversed(symbol_bytes(b.path, f))) for f in BACKTRACE_FUNCS}
+    return p.stdout.split(), prologues
+
+
+# ------------------------------------------------------------------------- what the CFI directives encode
+
+# Our own function, annotated with the same kind of directives the article shows (article §4.1), plus a
+# caller so the emulator can execute the call. Both functions are local, so GNU as resolves the call itself.
+CFI_DEMO_S = """
+    .text
+    .type caller, @function
+caller:
+    .cfi_startproc
+    movq %rsp, %r12            # r12 = rsp just before the call
+    call demo
+    ret
+    .cfi_endproc
+    .size caller, .-caller
+
+    .type demo, @function
+demo:
+    .cfi_startproc
+    .cfi_def_cfa %rsp, 8       # at entry: CFA = rsp + 8
+    .cfi_offset %rip, -8       # the return address is saved at CFA - 8
+    pushq %rbp
+    .cfi_def_cfa_offset 16     # rsp moved down by 8, so CFA = rsp + 16
+    .cfi_offset %rbp, -16      # the caller's rbp is saved at CFA - 16
+    movq %rsp, %rbp
+    .cfi_def_cfa_register %rbp # from here on CFA = rbp + 16
+    movl $42, %eax
+    popq %rbp
+    .cfi_def_cfa %rsp, 8
+    ret
+    .cfi_endproc
+    .size demo, .-demo
+"""
+
+
+@dataclass
+class EntryObservation:
+    """What really happened around ``call demo``, next to what demo's CFI rows say."""
+
+    rsp_before_call: int
+    rsp_at_entry: int
+    word_at_entry_rsp: int
+    return_address: int       # the address of the instruction after the call
+    cfa_at_entry: int         # demo's row at its first byte, evaluated
+    cfa_in_body: int          # demo's row after the prologue (rbp-based), evaluated
+    saved_rbp_slot: int       # CFA-16, read in the body
+    caller_rbp: int
+
+
+def observe_entry(source: str = CFI_DEMO_S, rbp: int = 0x1234_5678) -> EntryObservation:
+    """Assemble ``source`` with GNU as, run caller() in ``helpers.emu.Machine`` and stop inside demo()
+    at its first instruction and again after ``mov %rsp,%rbp``; evaluate demo's CFI rows at both points."""
+    from elftools.elf.elffile import ELFFile
+
+    from helpers.emu import Machine
+
+    obj = assemble(source)
+    with open(obj, "rb") as f:
+        text = ELFFile(f).get_section_by_name(".text").data()
+    info, table = read_elf(obj), CfiTable.from_elf(obj)
+    caller, demo = info.symbol("caller").value, info.symbol("demo").value
+    rows = table.function("demo").rows
+    body = next(r for r in rows if r.cfa_reg == "rbp")
+    m = Machine("x86_64")
+    seen = {}
+
+    def at(name):
+        def cb(machine, address):
+            seen[name] = {r: machine.regs[r] for r in ("rsp", "rbp", "r12")}
+            seen[name]["top"] = int.from_bytes(machine.read(machine.regs["rsp"], 8), "little")
+        return cb
+
+    base = m.code_base  # Machine.run(code) writes the code here
+    m.hook_address(base + demo, at("entry"))
+    m.hook_address(base + body.pc, at("body"))
+    m.regs["rbp"] = rbp
+    out = m.run(text, start=base + caller)
+    if "entry" not in seen or "body" not in seen:
+        raise UnwindError(f"the demo did not reach both stops: {out}")
+    e, b = seen["entry"], seen["body"]
+    entry_row = rows[0]
+    cfa_entry = e[entry_row.cfa_reg] + entry_row.cfa_offset
+    cfa_body = b["rbp"] + body.cfa_offset
+    from helpers.asm import disassemble
+
+    insns = disassemble(text[caller:demo], address=base + caller)
+    call = next(i for i in insns if i.mnemonic.startswith("call"))
+    call_end = call.address + call.size
+    slot = int.from_bytes(m.read(cfa_body - 16, 8), "little")
+    return EntryObservation(e["r12"], e["rsp"], e["top"], call_end, cfa_entry, cfa_body, slot, rbp)
+
+
+def objdump_rows(path) -> dict:
+    """``objdump --dwarf=frames-interp``'s table, parsed: {pc: (CFA text, {reg: "c-16", ...})}."""
+    from helpers import toolchain
+
+    p = toolchain.run([*toolchain.require("objdump").argv, "--dwarf=frames-interp", path], timeout=30, check=True)
+    rows, cols = {}, None
+    for line in p.stdout.splitlines():
+        parts = line.split()
+        if parts[:2] == ["LOC", "CFA"]:
+            cols = parts[2:]
+        elif cols and len(parts) == len(cols) + 2 and all(c in "0123456789abcdef" for c in parts[0]):
+            rows[int(parts[0], 16)] = (parts[1], {c: v for c, v in zip(cols, parts[2:]) if v != "u"})
+        elif not parts:
+            cols = None
+    return rows
+
+
+def rows_agree_with_objdump(table: CfiTable, objdump: dict) -> list:
+    """Rows where our decoding and objdump's differ (empty when they agree on every row of every FDE)."""
+    bad = []
+    for fde in table.fdes:
+        for row in fde.rows:
+            want = objdump.get(row.pc)
+            ours = (f"{row.cfa_reg}{row.cfa_offset:+d}",
+                    {("ra" if r == "rip" else r): f"c{o:+d}" for r, o in row.saved.items()})
+            if want is None and len(fde.rows) == 1 and ours == ("rsp+8", {"ra": "c-8"}):
+                continue  # an FDE with no instructions of its own: objdump prints no table, the CIE rule holds
+            if want != ours:
+                bad.append((row.pc, want, ours))
+    return bad

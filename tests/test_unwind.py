@@ -145,3 +145,40 @@ def test_corrupted_eh_frame_is_one_line_error(tmp_path, compiler):
         assert "\n" not in str(e)
     else:
         assert isinstance(t.fdes, list)
+
+
+@needs_emu
+def test_cfa_is_rsp_before_the_call():
+    from helpers.unwind import observe_entry
+    o = observe_entry()
+    assert o.cfa_at_entry == o.rsp_before_call == o.rsp_at_entry + 8 == o.cfa_in_body
+    assert o.word_at_entry_rsp == o.return_address          # return address at CFA-8
+    assert o.saved_rbp_slot == o.caller_rbp                 # caller's rbp at CFA-16
+
+
+@pytest.mark.skipif(not toolchain.have("objdump"), reason="needs objdump")
+@pytest.mark.parametrize("compiler", COMPILERS)
+@pytest.mark.parametrize("fp", [True, False])
+def test_our_rows_equal_objdump_frames_interp(compiler, fp):
+    from helpers.unwind import objdump_rows, rows_agree_with_objdump
+    path = build_chain(compiler, frame_pointer=fp).path
+    assert rows_agree_with_objdump(CfiTable.from_elf(path), objdump_rows(path)) == []
+
+
+@pytest.mark.skipif(not toolchain.have("gcc"), reason="needs gcc")
+def test_gcc_frame_pointer_defaults_and_backtrace_without_rbp():
+    from helpers.unwind import BACKTRACE_FUNCS, gcc_default_frame_pointer, gcc_optimizer_setting, glibc_backtrace
+    assert gcc_default_frame_pointer("-O0") and not gcc_default_frame_pointer("-O2")
+    assert gcc_optimizer_setting("-O0") == "[disabled]" and gcc_optimizer_setting("-O2") == "[enabled]"
+    names, prologues = glibc_backtrace(frame_pointer=False)
+    assert names[:4] == list(BACKTRACE_FUNCS) and not any(prologues.values())
+    names_fp, prologues_fp = glibc_backtrace(frame_pointer=True)
+    assert names_fp[:4] == list(BACKTRACE_FUNCS) and all(prologues_fp.values())
+
+
+def test_sets_up_frame_pointer_patterns():
+    from helpers.unwind import sets_up_frame_pointer
+    assert sets_up_frame_pointer(bytes.fromhex("55 4889e5 c3".replace(" ", "")))
+    assert sets_up_frame_pointer(bytes.fromhex("f30f1efa 55 be10000000 4889e5".replace(" ", "")))
+    assert not sets_up_frame_pointer(bytes.fromhex("53 4889fb c3".replace(" ", "")))
+    assert not sets_up_frame_pointer(b"")
