@@ -216,6 +216,7 @@ class PreemptRun:
     lateness_ms: list = field(default_factory=list)
     first_wake_ms: float | None = None  # None: the sleeper never ran while the spinner ran
     timeout: float = RUN_TIMEOUT
+    gomaxprocs: int = 1
 
     @property
     def wakes(self) -> int:
@@ -239,10 +240,14 @@ class PreemptRun:
     def verdict(self) -> str:
         """A deterministic, qualitative sentence (what the notebook prints)."""
         label = f"{self.kind} spinner, GODEBUG={self.godebug or '(default)'}"
+        if self.gomaxprocs != 1:
+            label += f", GOMAXPROCS={self.gomaxprocs}"
         if not self.finished:
             return f"{label}: not finished within {self.timeout:g} s"
         if self.starved:
             return f"{label}: the sleeper never ran while the spinner ran (not preempted until it finished)"
+        if self.gomaxprocs != 1:
+            return f"{label}: the sleeper woke again and again while the spinner ran (it had a P of its own)"
         return f"{label}: the spinner was preempted; the sleeper woke again and again while it ran"
 
 
@@ -250,21 +255,24 @@ def build_preempt():
     return toolchain.go_build(PREEMPT_GO)
 
 
-def run_preempt(kind: str = "loop", godebug: str = "", spin_ms: int = SPIN_MS, timeout: float = RUN_TIMEOUT) -> PreemptRun:
-    """Run the spinner/sleeper program on one P. ``godebug="asyncpreemptoff=1"`` turns signals off."""
+def run_preempt(kind: str = "loop", godebug: str = "", spin_ms: int = SPIN_MS, timeout: float = RUN_TIMEOUT,
+                gomaxprocs: int = 1) -> PreemptRun:
+    """Run the spinner/sleeper program (on one P by default). ``godebug="asyncpreemptoff=1"`` turns signals off."""
     if kind not in ("loop", "call"):
         raise ValueError(f"kind: {kind!r} is not 'loop' or 'call'")
     if not (isinstance(spin_ms, int) and 10 <= spin_ms <= 3000):
         raise ValueError(f"spin_ms: {spin_ms!r} is not an integer in 10..3000")
+    if not (isinstance(gomaxprocs, int) and 1 <= gomaxprocs <= 64):
+        raise ValueError(f"gomaxprocs: {gomaxprocs!r} is not an integer in 1..64")
     exe = build_preempt().path
-    env = {"GOMAXPROCS": "1", "GODEBUG": godebug, "SPIN_MS": str(spin_ms), "SPIN_KIND": kind}
+    env = {"GOMAXPROCS": str(gomaxprocs), "GODEBUG": godebug, "SPIN_MS": str(spin_ms), "SPIN_KIND": kind}
     try:
         p = toolchain.run([exe], timeout=timeout, env=env)
     except toolchain.ToolchainError:
-        return PreemptRun(kind, godebug, finished=False, timeout=timeout)
+        return PreemptRun(kind, godebug, finished=False, timeout=timeout, gomaxprocs=gomaxprocs)
     data = _json_line(p.stdout, p.stderr)
     return PreemptRun(kind, godebug, True, data["spin_ms"], [us / 1000 for us in data["lateness_us"]],
-                      None if data["first_wake_ms"] < 0 else data["first_wake_ms"], timeout)
+                      None if data["first_wake_ms"] < 0 else data["first_wake_ms"], timeout, gomaxprocs)
 
 
 def _json_line(stdout: str, stderr: str) -> dict:
@@ -318,7 +326,8 @@ def inspect_function(path, name: str) -> FunctionCode:
     insns = disassemble(code, "x86_64", "att", addr)
     # Go pads functions with int3; stop at the first padding run after the last ret/jmp.
     body = [i for i in insns if i.mnemonic != "int3"]
-    back = any(i.mnemonic.startswith("j") and _target(i) is not None and _target(i) < i.address for i in body)
+    # a loop: a backward jump, other than the morestack path's jump back to the function's entry
+    back = any(i.mnemonic.startswith("j") and _target(i) is not None and addr < _target(i) < i.address for i in body)
     return FunctionCode(name, addr, body, any(STACK_CHECK.search(i.text) for i in body),
                         [i.op_str for i in body if i.mnemonic.startswith("call")], back)
 
