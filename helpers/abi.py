@@ -21,6 +21,7 @@ callee in :mod:`helpers.emu` and returns what it computed and how it left the st
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -365,68 +366,10 @@ class CallResult:
     insns: int
 
 
-class _Regs:
-    def __init__(self, uc, arch):
-        import unicorn.x86_const as X
-        self._uc, self._X = uc, X
-
-    def __getitem__(self, name):
-        return self._uc.reg_read(getattr(self._X, f"UC_X86_REG_{name.upper()}"))
-
-    def __setitem__(self, name, value):
-        self._uc.reg_write(getattr(self._X, f"UC_X86_REG_{name.upper()}"), value)
-
-    def update(self, d):
-        for k, v in d.items():
-            self[k] = v
-
-
-class _Outcome:
-    def __init__(self, kind, insns, detail=""):
-        self.kind, self.insns, self.detail = kind, insns, detail
-
-    def __str__(self):
-        return f"{self.kind} after {self.insns} instructions {self.detail}".strip()
-
-
-class _Machine:
-    """Interim stand-in for helpers.emu.Machine (same calls), until the shared emulator lands."""
-
-    def __init__(self, arch):
-        import unicorn
-        self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_32 if arch == "x86_32" else unicorn.UC_MODE_64)
-        self.regs = _Regs(self.uc, arch)
-        self._hooks = []
-
-    def map(self, addr, data):
-        size = (len(data) + 0xFFF) & ~0xFFF
-        self.uc.mem_map(addr, size)
-        self.uc.mem_write(addr, bytes(data))
-
-    def write(self, addr, data):
-        self.uc.mem_write(addr, bytes(data))
-
-    def read(self, addr, n):
-        return bytes(self.uc.mem_read(addr, n))
-
-    def hook_address(self, addr, cb):
-        import unicorn
-        self.uc.hook_add(unicorn.UC_HOOK_CODE, lambda uc, a, size, ud: cb(self), begin=addr, end=addr)
-
-    def run(self, start, until, max_insns=100_000, timeout=2.0):
-        import unicorn
-        count = [0]
-        self.uc.hook_add(unicorn.UC_HOOK_CODE, lambda *a: count.__setitem__(0, count[0] + 1))
-        try:
-            self.uc.emu_start(start, until, timeout=int(timeout * 1e6), count=max_insns)
-        except unicorn.UcError as e:
-            return _Outcome("fault", count[0], str(e))
-        pc = self.regs["eip" if self.uc._mode == unicorn.UC_MODE_32 else "rip"]
-        return _Outcome("finished" if pc == until else "budget", count[0])
-
-
-def _machine(arch):
-    return _Machine(arch)
+def _machine(arch: str, code_base: int):
+    from helpers.emu import Machine
+    return Machine(arch, code_base=code_base, stack_base=STACK_TOP - STACK_SIZE, stack_size=STACK_SIZE,
+                   data_base=None)
 
 
 def run_call(text: LoadedText, func: str, conv, args, *, max_insns: int = 100_000,
@@ -442,10 +385,9 @@ def run_call(text: LoadedText, func: str, conv, args, *, max_insns: int = 100_00
         raise ValueError(f"{c.name} is an {c.arch} convention but the object is {text.arch}")
     p = place_arguments(c, args)
     addr, _ = text.function(func)
-    m = _machine(c.arch)
-    m.map(text.base, text.code)
-    m.map(STACK_TOP - STACK_SIZE, bytes(STACK_SIZE))
-    m.map(RETURN_ADDR, b"\xf4" * 16)   # hlt: never executed, run() stops at the address
+    m = _machine(c.arch, text.base)
+    m.load(text.code, text.base)
+    m.load(b"\xf4" * 16, RETURN_ADDR)  # hlt: never executed, run() stops on arrival
     w = c.word
     sp0 = STACK_TOP - 0x1000           # room above for Go's spill area and red zone
     for off, v in p.stack().items():   # stack arguments: offsets are from the callee's entry sp
@@ -460,12 +402,12 @@ def run_call(text: LoadedText, func: str, conv, args, *, max_insns: int = 100_00
     m.regs.update(regs)
     seen = {}
 
-    def at_entry(machine, *_):
+    def at_entry(machine, _address):
         for r in c.arg_regs:
             seen[r] = machine.regs[r]
     m.hook_address(addr, at_entry)
-    out = m.run(start=addr, until=RETURN_ADDR, max_insns=max_insns)
-    if out.kind != "finished":
+    out = m.run(start=addr, until=RETURN_ADDR, max_insns=max_insns, timeout=5.0)
+    if out.status != "finished":
         raise RuntimeError(f"{func} did not return: {out}")
     return CallResult(m.regs[c.ret_regs[0]], m.regs[c.sp] - sp0, seen, out.insns)
 
@@ -543,3 +485,121 @@ def available_compilers() -> list[str]:
     """C compilers present here, zig first (always installed with the book's pins); gcc when the host has it."""
     from helpers import toolchain
     return [c for c in ("zig", "gcc") if toolchain.have(c)]
+
+
+def trace_call(text: LoadedText, caller: str, callee: str, conv, *, stack_words: int = 4,
+               max_insns: int = 100_000) -> dict:
+    """Run ``caller`` (a compiled function that calls ``callee`` in the same object) in the emulator and
+    stop-look at the callee's first instruction: the argument registers and the first stack words above
+    the return address. Returns {"regs": {...}, "stack": [...], "result": caller's return value}."""
+    c = convention(conv)
+    if c.arch != text.arch:
+        raise ValueError(f"{c.name} is an {c.arch} convention but the object is {text.arch}")
+    start, _ = text.function(caller)
+    target, _ = text.function(callee)
+    m = _machine(c.arch, text.base)
+    m.load(text.code, text.base)
+    m.load(b"\xf4" * 16, RETURN_ADDR)
+    w = c.word
+    sp = STACK_TOP - 0x1000
+    m.write(sp, RETURN_ADDR.to_bytes(w, "little"))
+    m.regs.update({c.sp: sp})
+    seen = {}
+
+    def at_callee(machine, _address):
+        if not seen:
+            s = machine.regs[c.sp]
+            seen["regs"] = {r: machine.regs[r] for r in (("eax", "edx", "ecx") if w == 4 else c.arg_regs)}
+            seen["stack"] = [int.from_bytes(machine.read(s + w * (k + 1), w), "little") for k in range(stack_words)]
+    m.hook_address(target, at_callee)
+    out = m.run(start=start, until=RETURN_ADDR, max_insns=max_insns, timeout=5.0)
+    if out.status != "finished" or not seen:
+        raise RuntimeError(f"{caller} did not call {callee} and return: {out}")
+    return {**seen, "result": m.regs[c.ret_regs[0]]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Real compiled call sites, for the widget and the chapter (one build per convention, cached)
+# --------------------------------------------------------------------------------------------------
+WIDGET_MAX_ARGS = 8
+
+
+def canonical_args(n: int) -> list[int]:
+    """0x11, 0x22, ...: constants that are easy to spot in a listing."""
+    return [0x11 * (i + 1) for i in range(n)]
+
+
+def callers_source(conv, max_args: int = WIDGET_MAX_ARGS) -> str:
+    """C (or Go) with ``call_<n>`` calling an external ``f<n>`` with :func:`canonical_args` (n = 0..max)."""
+    c = convention(conv)
+    if c.attribute == "Go":
+        out = ["package main", ""]
+        for n in range(max_args + 1):
+            params = ", ".join(f"a{i}" for i in range(n))
+            out += ["//go:noinline", f"func F{n}({params + ' uint' if n else ''}) uint {{ return 0 }}", "",
+                    "//go:noinline", f"func Call{n}() uint {{ return F{n}({', '.join(map(hex, canonical_args(n)))}) + 1 }}",
+                    ""]
+        out += ["var sink uint", "", "func main() {",
+                "\t" + "; ".join(f"sink += Call{n}()" for n in range(max_args + 1)), "}", ""]
+        return "\n".join(out)
+    return "".join(caller_source(c, canonical_args(n), name=f"f{n}").replace("call_f", "call_")
+                   for n in range(max_args + 1))
+
+
+@dataclass(frozen=True)
+class CompiledCall:
+    convention: str
+    nargs: int
+    tool: str           # e.g. "zig 0.17.1" or "go1.27.3"
+    command: str
+    listing: str        # offsets from the function start, AT&T syntax
+
+
+def compiled_calls(conv, compiler: str = "zig") -> dict[int, CompiledCall]:
+    """{n: CompiledCall} for n = 0..WIDGET_MAX_ARGS, from ONE real build (cached on disk and in memory)."""
+    return _compiled_calls(convention(conv).name, compiler)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_calls(name: str, compiler: str) -> dict:
+    from helpers import toolchain
+    from helpers.asm import disassemble
+    from helpers.elf import read_elf
+    c = convention(name)
+    if c.attribute == "Go":
+        b = toolchain.go_build(callers_source(c))
+        names = {n: f"main.Call{n}" for n in range(WIDGET_MAX_ARGS + 1)}
+        funcs = load_functions(b.path, list(names.values()))
+        tool = b.tool
+    else:
+        b = toolchain.cc(callers_source(c), **compile_flags(c, compiler))
+        names = {n: f"call_{n}" for n in range(WIDGET_MAX_ARGS + 1)}
+        info = read_elf(b.path)
+        from elftools.elf.elffile import ELFFile
+        with open(b.path, "rb") as f:
+            code = ELFFile(f).get_section_by_name(".text").data()
+        funcs = LoadedText(c.arch, 0, code, {s.name: (s.value, s.size) for s in info.functions()
+                                             if s.section == ".text"})
+        tool = toolchain.require(compiler).version
+    symbols = {}
+    if c.attribute == "Go":
+        symbols = {s.value: s.name for s in read_elf(b.path).functions()}
+    out = {}
+    for n, fn in names.items():
+        addr, code = funcs.function(fn)
+        lines = []
+        for i in disassemble(code, arch=c.arch, address=addr):
+            text = i.text
+            m = re.match(r"^(j\w+|call\w*)\s+(0x[0-9a-f]+|\d+)$", text)
+            if m:
+                t = int(m.group(2), 0)
+                if c.attribute != "Go" and m.group(1).startswith("call"):
+                    where = f"f{n}"        # an unrelocated call in an object: its only target is f<n>
+                elif addr <= t < addr + len(code):
+                    where = f"+{t - addr:#x}"
+                else:
+                    where = symbols.get(t, m.group(2))
+                text = f"{m.group(1)} {where}"
+            lines.append(f"+{i.address - addr:#04x}  {text}")
+        out[n] = CompiledCall(c.name, n, tool, " ".join(b.command), "\n".join(lines))
+    return out

@@ -117,3 +117,49 @@ def test_load_object_refuses_external_symbols():
     b = toolchain.cc(abi.caller_source("cdecl", [1]), **abi.compile_flags("cdecl", "zig"))
     with pytest.raises(ValueError, match="outside .text"):
         abi.load_object(b.path)
+
+
+# ------------------------------------------------------------------ compiled calls, viz and widget
+def test_compiled_calls_agree_with_place_arguments():
+    for name in abi.CONVENTIONS:
+        conv = abi.convention(name)
+        calls = abi.compiled_calls(name)
+        assert sorted(calls) == list(range(abi.WIDGET_MAX_ARGS + 1))
+        listing = calls[4].listing
+        for reg, value in abi.place_arguments(name, abi.canonical_args(4)).registers().items():
+            assert f"${value:#x}, %" in listing, (name, reg)
+        assert "call" in listing
+
+
+@given(st.lists(st.integers(-(1 << 31), (1 << 31) - 1), max_size=10))
+def test_widget_parse_args_roundtrip(values):
+    from helpers.widgets.abi import parse_args
+    assert parse_args(", ".join(hex(v) if i % 2 else str(v) for i, v in enumerate(values))) == values
+
+
+def test_widget_bad_input_and_coalescing():
+    import asyncio
+    from helpers.widgets.abi import CallConvView
+    w = CallConvView(delay=0)
+    w.args.value = "1, nope"
+    assert "argument 2" in w.status.value and "\n" not in w.status.value
+    w.args.value = "1, 2, 3"
+    assert w.status.value == "" and "%eax" in w.text.value and "callconv-widget" in w.box._dom_classes
+
+    async def burst():
+        v = CallConvView(delay=0.01)
+        before = v.renders
+        for i in range(20):
+            v.args.value = ", ".join(["7"] * (i % 6))
+        await asyncio.sleep(0.2)
+        return v, before
+    v, before = asyncio.run(burst())
+    assert v.renders == before + 1 and v.text.value.count("0x7") == 19 % 6
+
+
+def test_draw_placement_and_mcall():
+    from helpers.viz.abi import draw_mcall, draw_placement
+    fig = draw_placement(abi.place_arguments("fastcall", [1, 2, 3]))
+    assert "callee pops 4 byte(s)" in fig.axes[0].get_title()
+    fig = draw_mcall({"saves_to_g_sched": ["g.sched.pc"]})
+    assert len(fig.axes) == 2
