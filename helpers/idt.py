@@ -489,3 +489,255 @@ def linux_idt() -> dict[int, Gate]:
 def read_idt(read, base: int, limit: int) -> dict[int, bytes]:
     """Every 16-byte entry that lies within ``limit``, read with ``read(address, size)``."""
     return {v: bytes(read(base + 16 * v, 16)) for v in range(min(256, (limit + 1) // 16))}
+
+
+# Layout of the emulated machine (unicorn-samples style: named addresses, all below 2 GiB so that a
+# sign-extended 32-bit immediate reaches them). The program runs at helpers.emu.CODE_BASE.
+GDT_BASE = 0x0200_0000  # helpers.emu's data region
+IDT_BASE = 0x0200_1000  # 256 * 16 bytes
+HANDLER_PAGE = 0x0104_0000
+DEMO_HANDLER = HANDLER_PAGE  # the gate under test points here
+FAULT_HANDLER = {13: HANDLER_PAGE + 0x100, 11: HANDLER_PAGE + 0x200, 8: HANDLER_PAGE + 0x300}
+KSTACK_BASE, IST_BASE = 0x0400_0000, 0x0410_0000
+# RSP0 deliberately not 16-byte aligned, to show the CPU's alignment (SDM Vol. 3A §6.14.2).
+DEMO_TSS = TSS(rsp=(KSTACK_BASE + 0x3FF8, 0, 0),
+               ist=(IST_BASE + 0x2000, IST_BASE + 0x4000, IST_BASE + 0x6000, 0, 0, 0, 0))
+USER_RSP = 0x0300_8000  # inside helpers.emu's stack region
+
+
+def _gdt_bytes() -> bytes:
+    """Linux-like flat GDT: 0x10 kernel code (L=1), 0x18 kernel data, 0x28 user data, 0x30 user code."""
+    def seg(access: int, flags: int) -> bytes:  # limit 0xFFFFF, base 0 (Intel SDM Vol. 3A §3.4.5)
+        return bytes([0xFF, 0xFF, 0, 0, 0, access, (flags << 4) | 0xF, 0])
+    return bytes(16) + seg(0x9A, 0xA) + seg(0x92, 0xC) + bytes(8) + seg(0xF2, 0xC) + seg(0xFA, 0xA)
+
+
+def _handler_source(vector_mark: int, error_code: bool, resume: int | None, halt: bool = False) -> str:
+    # r12 = which handler ran, r13 = RFLAGS as the handler sees them, r14 = RSP at entry, r15 = error code
+    lines = ["pushfq", "popq %r13", "movq %rsp, %r14", f"movq ${vector_mark}, %r12"]
+    if halt:
+        return "\n".join(lines + ["hlt"])
+    if error_code:
+        lines.append("popq %r15")
+    if resume is not None:  # like a kernel fixup: continue after the instruction that faulted
+        lines.append(f"movq ${resume:#x}, (%rsp)")
+    return "\n".join(lines + ["iretq"])
+
+
+@dataclass
+class IntRun:
+    """An ``int n`` (or a hardware interrupt) run in the emulator, with the model's account beside it."""
+
+    delivery: Delivery
+    emulated: bool
+    outcome: object = None  # helpers.emu.Outcome
+    idtr: tuple | None = None  # (base, limit) that the program's lidt loaded
+    handler: int | None = None  # which handler ran: the vector, or None
+    handler_rflags: int | None = None  # RFLAGS read by pushfq inside the handler
+    handler_rsp: int | None = None
+    error_code: int | None = None  # what the fault handler popped
+    frame_in_memory: list = field(default_factory=list)  # (name, address, value) read back from memory
+    back: dict = field(default_factory=dict)  # registers after iretq returned: cpl, rflags, rip_ok
+    cpl: int = 3
+
+    def report(self) -> str:
+        d = self.delivery
+        lines = []
+        if self.emulated:
+            lines.append(f"lidt loaded IDTR base={self.idtr[0]:#x} limit={self.idtr[1]:#x}; CPL {self.cpl} "
+                         f"executes {'int' if d.software else '(hardware interrupt at)'} {d.vector:#x}")
+        lines.append(d.summary())
+        if self.emulated:
+            if self.handler is not None:
+                lines.append(f"emulator: handler for vector {self.handler} ran; pushfq there read RFLAGS="
+                             f"{self.handler_rflags:#x} (IF={self.handler_rflags >> 9 & 1}), RSP={self.handler_rsp:#x}")
+            if self.error_code is not None:
+                lines.append(f"emulator: the handler popped error code {self.error_code:#x}")
+            if self.back:
+                lines.append(f"emulator: iretq returned to CPL {self.back['cpl']} at the next instruction: "
+                             f"{self.back['rip_ok']}; RFLAGS={self.back['rflags']:#x} (IF={self.back['rflags'] >> 9 & 1})")
+            lines.append(f"emulator outcome: {self.outcome.message}")
+        return "\n".join(lines)
+
+
+def _program(vector: int, cpl: int, software: bool, rflags: int) -> str:
+    enter = ([f"pushq ${USER_DS:#x}", f"pushq ${USER_RSP:#x}", f"pushq ${rflags:#x}", f"pushq ${USER_CS:#x}",
+              "pushq $user", "iretq"] if cpl == 3 else [f"pushq ${rflags:#x}", "popfq"])
+    event = f"int ${vector:#x}" if software else "nop"  # a hardware interrupt arrives before this nop
+    return "\n".join([f"lidt {GDT_BASE + 0x3000:#x}", *enter, "user:", "movq $0x1111, %rbx", "event:", event,
+                      "after:", "movq $0x600d, %rbx", "nop"]) + "\n"
+
+
+def run_int(gate: Gate, vector: int = 0x80, *, cpl: int = 3, software: bool = True, rflags: int = 0x202,
+            emulate: bool = True, max_insns: int = 10_000, timeout: float = 1.0) -> IntRun:
+    """Install ``gate`` at ``vector`` (plus #GP/#NP/#DF gates, as Linux has them) in an emulated x86-64
+    machine, load the IDT with a real ``lidt``, drop to ``cpl`` with a real ``iretq``, and raise the event:
+    ``int $vector`` (software) or a hardware interrupt before a ``nop``. unicorn only reports the event;
+    :func:`deliver` decides what the CPU does, the callback writes the frame into emulated memory and moves
+    RIP/RSP/RFLAGS/CS/SS, and the handler then really runs in unicorn and returns with a real ``iretq``.
+    """
+    _check_int("vector", vector, 32, 255)
+    _check_int("cpl", cpl, 0, 3)
+    if cpl not in (0, 3):
+        raise GateError("cpl: the demo machine has segments for CPL 0 and CPL 3 only")
+    gate.validate("long")
+    table = {vector: gate, 13: Gate(FAULT_HANDLER[13], KERNEL_CS), 11: Gate(FAULT_HANDLER[11], KERNEL_CS),
+             8: Gate(FAULT_HANDLER[8], KERNEL_CS, ist=1)}
+    from helpers.asm import assemble
+    from helpers.emu import CODE_BASE
+
+    prog = assemble(_program(vector, cpl, software, rflags), address=CODE_BASE)
+    labels = {name: CODE_BASE + off for name, off in _label_offsets(prog, ("event", "after")).items()}
+    if not emulate:
+        d = deliver(vector, table, cpl=cpl, software=software, rip=labels["event"],
+                    rsp=USER_RSP if cpl == 3 else 0, rflags=rflags, tss=DEMO_TSS)
+        return IntRun(d, False, cpl=cpl)
+    from helpers.emu import Machine
+
+    m = Machine("x86_64")
+    m.map(KSTACK_BASE, 0x4000, "rw")
+    m.map(IST_BASE, 0x8000, "rw")
+    m.map(HANDLER_PAGE, 0x1000, "rwx")
+    m.write(GDT_BASE, _gdt_bytes())
+    for v, g in table.items():
+        m.write(IDT_BASE + 16 * v, g.encode("long"))
+    m.write(GDT_BASE + 0x3000, (256 * 16 - 1).to_bytes(2, "little") + IDT_BASE.to_bytes(8, "little"))  # IDTR image
+    handlers = {gate.offset: _handler_source(vector, False, None),
+                FAULT_HANDLER[13]: _handler_source(13, True, labels["after"]),
+                FAULT_HANDLER[11]: _handler_source(11, True, labels["after"]),
+                FAULT_HANDLER[8]: _handler_source(8, True, None, halt=True)}
+    for addr, src in handlers.items():
+        if HANDLER_PAGE <= addr < HANDLER_PAGE + 0x1000:
+            m.write(addr, assemble(src, address=addr).code)
+    m.regs["gdtr"] = (GDT_BASE, len(_gdt_bytes()) - 1)
+    m.regs["cs"], m.regs["ss"] = KERNEL_CS, KERNEL_DS
+    # unicorn has no way to raise the privilege level: writing CS/SS changes only the selectors, and
+    # the CPL stays what the last real segment load made it. So a CPU context captured now, at CPL 0,
+    # is restored when delivery enters ring 0 from ring 3, and the registers are loaded on top of it.
+    kernel_context = m.uc.context_save()
+    run = IntRun(None, True, cpl=cpl)
+
+    def enter(machine, vec, sw, pc, next_pc, code):
+        base, limit = _idtr(machine)
+        entries = read_idt(machine.read, base, limit)
+        cs, ss = machine.regs["cs"], machine.regs["ss"]
+        d = deliver(vec, entries, cpl=cs & 3, software=sw, rip=pc, insn_len=next_pc - pc, rsp=machine.regs["rsp"],
+                    rflags=machine.regs["rflags"], tss=DEMO_TSS, limit=limit, cs=cs, ss=ss, error_code=code)
+        run.delivery, run.idtr = d, (base, limit)
+        if d.delivered is None:
+            machine.stop("triple fault: the CPU would shut down")
+            return True
+        for slot in d.frame:
+            machine.write_u64(slot.address, slot.value)
+        if d.cpl != cs & 3:
+            gprs = {name: machine.regs[name] for name in _GPRS}
+            machine.uc.context_restore(kernel_context)
+            machine.regs.update(gprs)
+            machine.regs["idtr"] = (base, limit)
+        machine.regs["cs"], machine.regs["ss"] = d.cs, d.ss
+        machine.regs["rsp"], machine.regs["rflags"], machine.regs["rip"] = d.rsp, d.rflags, d.rip
+        return True
+
+    def on_int(machine, vec):
+        info = machine.interrupt
+        return enter(machine, vec, info.software, info.pc, info.next_pc, info.error_code)
+
+    fired = []
+
+    def on_hw(machine, address):
+        if not fired:
+            fired.append(address)
+            enter(machine, vector, False, address, address, None)
+        return True
+
+    seen = {}
+
+    def at_handler(machine, address):  # the frame exactly as the handler finds it on its stack
+        d = run.delivery
+        if d is not None and d.delivered is not None and "frame" not in seen:
+            rsp = machine.regs["rsp"]
+            seen["frame"] = [(s.name, rsp + 8 * (len(d.frame) - 1 - i), machine.read_u64(rsp + 8 * (len(d.frame) - 1 - i)))
+                             for i, s in enumerate(d.frame)]
+        return True
+
+    for addr in {gate.offset, *FAULT_HANDLER.values()}:
+        if HANDLER_PAGE <= addr < HANDLER_PAGE + 0x1000:
+            m.hook_address(addr, at_handler)
+    m.on_interrupt(on_int)
+    if not software:
+        m.hook_address(labels["event"], on_hw)
+    run.outcome = m.run(prog.code, max_insns=max_insns, timeout=timeout)
+    r = m.regs
+    if run.delivery is None:  # the event never happened (cannot occur unless the program changed)
+        raise GateError("run_int: the emulated program raised no event")
+    d = run.delivery
+    if d.delivered is not None:
+        run.handler = r["r12"] if r["r12"] in (vector, 8, 11, 13) else None
+        run.handler_rflags, run.handler_rsp = r["r13"], r["r14"]
+        run.error_code = r["r15"] if d.frame and d.frame[-1].name == "error code" else None
+        run.frame_in_memory = seen.get("frame", [])
+        if run.outcome.status == "finished":
+            run.back = {"cpl": r["cs"] & 3, "rflags": r["rflags"], "rip_ok": r["rbx"] == 0x600D}
+    return run
+
+
+_GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+
+
+def _idtr(machine) -> tuple[int, int]:
+    value = machine.regs["idtr"]
+    # helpers.emu gives (base, limit); unicorn's raw form is (selector, base, limit, flags)
+    return (value[1], value[2]) if len(value) == 4 else (value[0], value[1])
+
+
+def _label_offsets(prog, names) -> dict:
+    """Offsets of the ``event`` and ``after`` labels, found from the listing's marker instructions."""
+    lines = prog.listing
+    mark = next(i for i, l in enumerate(lines) if "0x1111" in l.text)
+    after = next(l for l in lines if "0x600d" in l.text)
+    return {"event": lines[mark + 1].address - prog.address, "after": after.address - prog.address}
+
+
+@dataclass
+class StoreResult:
+    """What a store into an IDT entry in emulated memory really changed."""
+
+    source: str
+    before: bytes
+    after: bytes
+    changed: list  # [(field, old, new)]
+    gate: Gate | None  # the entry decoded after the store, or None
+    error: str | None  # why it no longer decodes as a gate
+
+    def report(self) -> str:
+        lines = [f"before: {hexbytes(self.before)}", f"after:  {hexbytes(self.after)}"]
+        lines += [f"  {name:14} {old:#x} -> {new:#x}" for name, old, new in self.changed]
+        lines.append(f"decodes as: {self.gate.describe()}" if self.gate else f"no longer a gate: {self.error}")
+        return "\n".join(lines)
+
+
+# The article's §3.1 store, rewritten in our own AT&T code: point RAX at IDT entry 0, store a handler
+# address as a quadword, then store the word 0x8e00 at offset 2.
+ARTICLE_STORE = f"""movq ${IDT_BASE:#x}, %rax
+movq ${DEMO_HANDLER:#x}, (%rax)
+movw $0x8e00, 2(%rax)
+"""
+
+
+def store_into_gate(source: str, before: Gate | bytes) -> StoreResult:
+    """Put ``before`` at IDT entry 0 in emulated memory, run ``source`` (AT&T), and decode the entry."""
+    from helpers.asm import assemble
+    from helpers.emu import CODE_BASE, Machine
+
+    m = Machine("x86_64")
+    raw = before.encode("long") if isinstance(before, Gate) else bytes(before)
+    m.write(IDT_BASE, raw)
+    out = m.run(assemble(source, address=CODE_BASE).code, max_insns=1000, timeout=1.0)
+    if out.status != "finished":
+        raise GateError(f"store program did not finish: {out.message}")
+    after = m.read(IDT_BASE, 16)
+    try:
+        gate, error = Gate.decode(after, strict=False), None
+    except GateError as e:
+        gate, error = None, str(e)
+    return StoreResult(source, raw, after, field_diff(raw, after), gate, error)

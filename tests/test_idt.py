@@ -236,3 +236,101 @@ def test_bad_delivery_input(kw, msg):
     args = dict(vector=3, cpl=0, rip=0, rsp=0x1000) | kw
     with pytest.raises(GateError, match=msg):
         deliver(args.pop("vector"), {}, **args)
+
+
+# ---- the emulator: a real lidt, int n, handler and iretq in unicorn, with deliver() in the hook ---------
+DEMO = dict(offset=idt.DEMO_HANDLER, selector=idt.KERNEL_CS)
+
+EMU_CASES = [
+    # (gate kwargs, cpl, software, handler that runs, fault, IF seen by the handler)
+    (dict(dpl=3), 3, True, 0x80, None, 0),
+    (dict(dpl=3, kind="trap"), 3, True, 0x80, None, 1),
+    (dict(dpl=0), 3, True, 13, "#GP", 0),
+    (dict(dpl=3, present=False), 3, True, 11, "#NP", 0),
+    (dict(dpl=0), 3, False, 0x80, None, 0),  # hardware interrupt: no DPL check
+    (dict(dpl=0, ist=2), 0, True, 0x80, None, 0),
+]
+
+
+@pytest.mark.parametrize("gate_kw,cpl,software,handler,fault,if_seen", EMU_CASES)
+def test_emulated_delivery_matches_model(gate_kw, cpl, software, handler, fault, if_seen):
+    run = idt.run_int(Gate(**DEMO, **gate_kw), 0x80, cpl=cpl, software=software)
+    d = run.delivery
+    assert run.idtr == (idt.IDT_BASE, 0xFFF)  # what the program's own lidt loaded
+    assert run.handler == handler and d.delivered == handler and (d.faults[0][0] if d.faults else None) == fault
+    assert run.handler_rflags >> 9 & 1 == if_seen  # pushfq inside the handler, in unicorn
+    assert run.handler_rsp == d.rsp and run.handler_rsp % 16 == (0 if d.frame[-1].name == "error code" else 8)
+    assert run.frame_in_memory == [(s.name, s.address, s.value) for s in d.frame]
+    assert run.outcome.status == "finished" and run.back["rip_ok"]
+    assert run.back["cpl"] == cpl and run.back["rflags"] >> 9 & 1 == 1  # iretq restored CPL and IF
+    if fault == "#GP":
+        assert run.error_code == 0x80 * 8 + 2
+    if gate_kw.get("ist"):
+        assert d.stack_source == "IST2"
+
+
+def test_emulated_handler_runs_at_cpl0():
+    # a privileged instruction in the handler would #GP at CPL 3; it must not
+    orig = idt._handler_source
+    try:
+        idt._handler_source = lambda *a, **k: "movq %cr0, %rax\n" + orig(*a, **k)
+        run = idt.run_int(Gate(**DEMO, dpl=3), 0x80, cpl=3)
+    finally:
+        idt._handler_source = orig
+    assert run.outcome.status == "finished" and run.handler == 0x80
+
+
+def test_article_store_hits_the_selector_and_destroys_the_gate():
+    r = idt.store_into_gate(idt.ARTICLE_STORE, Gate(**DEMO))
+    fields = {name for name, _, _ in r.changed}
+    assert "selector" in fields and r.after[2:4] == b"\x00\x8e"
+    assert r.gate is None and r.error.startswith("type:")
+    d = deliver(0, {0: r.after}, cpl=0, software=False, **STATE)
+    assert d.faults[0] == ("#GP", 0 * 8 + 2 + 1)
+
+
+def test_attribute_word_belongs_at_offset_4():
+    blank = bytearray(Gate(**DEMO).encode())
+    blank[4:6] = b"\0\0"
+    for word, kind in ((0x8E00, "interrupt"), (0x8F00, "trap")):
+        r = idt.store_into_gate(f"movq ${idt.IDT_BASE:#x}, %rax\nmovw ${word:#x}, 4(%rax)\n", bytes(blank))
+        assert r.gate == Gate(**DEMO, kind=kind)
+
+
+@pytest.mark.parametrize("kw,msg", [(dict(vector=8), "vector"), (dict(cpl=1), "cpl")])
+def test_run_int_bad_input(kw, msg):
+    with pytest.raises(GateError, match=msg):
+        idt.run_int(Gate(**DEMO), **({"vector": 0x80} | kw))
+
+
+# ---- widgets: controls change the bytes, bad input is one line ---------------------------------------
+def test_gate_workbench():
+    from helpers.widgets.idt import GateWorkbench
+
+    w = GateWorkbench()
+    assert "8e" in w.text.value and w.image.value[:4] == b"\x89PNG"
+    w.dpl.value = 3
+    assert "40 0a 10 00 00 ee" in w.text.value
+    w.offset.value = "nonsense"
+    assert "offset:" in w.status.value and "\n" not in w.status.value
+    w.offset.value = "0x401000"
+    w.paste.value = "00 10 08 00 00 8f 40 00 00 00 00 00 00 00 00 00"
+    w.decode_paste()
+    assert (w.kind.value, w.selector.value, w.dpl.value) == ("trap", "0x8", 0) and w.status.value == ""
+    w.paste.value = "8e 0"
+    w.decode_paste()
+    assert "odd number" in w.status.value
+
+
+def test_delivery_viewer():
+    from helpers.widgets.idt import DeliveryViewer
+
+    w = DeliveryViewer()
+    assert "IF 1 -&gt; 0" in w.text.value and w.last.emulated and w.image.value[:4] == b"\x89PNG"
+    w.dpl.value = 0
+    assert "#GP" in w.text.value and w.last.delivery.delivered == 13
+    w.kind.value = "trap"
+    w.dpl.value = 3
+    assert "IF 1 -&gt; 1" in w.text.value and w.last.handler_rflags >> 9 & 1 == 1
+    w.trigger.click()
+    assert w.renders >= 4
