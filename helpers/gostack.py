@@ -948,6 +948,23 @@ class Runtime:
         self.events.append(e)
         return e
 
+    def stack_history(self) -> list[dict]:
+        """Each stack a goroutine lived on: {goid, lo, hi, guard, t0, t1} (t in instructions), for plotting."""
+        live: dict[int, dict] = {}
+        out: list[dict] = []
+        for e in self.events:
+            if e.kind == "preempt" or e.old == e.new and e.kind != "start":
+                if e.kind == "exit" and e.goid in live:
+                    live.pop(e.goid)["t1"] = e.insns
+                continue
+            if e.goid in live:
+                live[e.goid]["t1"] = e.insns
+            seg = {"goid": e.goid, "lo": e.new[0], "hi": e.new[1], "guard": e.guard_after, "t0": e.insns,
+                   "t1": self.insns}
+            live[e.goid] = seg
+            out.append(seg)
+        return out
+
     def grows(self) -> list[Event]:
         return [e for e in self.events if e.kind == "grow"]
 
@@ -1028,3 +1045,29 @@ def hot_split_depth(initial_stack: int = 2048, program: GoProgram | None = None,
         if sum(e.kind == "split" for e in rt.events) >= 4:
             return pad
     raise GoStackError(f"no hot split within {search} frames")
+
+
+def asm_function(name: str, file: str = "asm_amd64.s") -> list[str]:
+    """The body of ``TEXT runtime·<name>`` in the pinned Go's src/runtime/<file>, one line per instruction."""
+    lines = (toolchain.goroot() / "src" / "runtime" / file).read_text().splitlines()
+    start = next((i for i, l in enumerate(lines) if re.match(rf"TEXT\s+runtime·{re.escape(name)}\(SB\)", l)), None)
+    if start is None:
+        raise GoStackError(f"no TEXT runtime·{name} in src/runtime/{file}")
+    body = [lines[start].strip()]
+    for l in lines[start + 1:]:
+        if l.startswith("TEXT"):
+            break
+        if l.strip() and not l.strip().startswith("//"):
+            body.append(l.strip())
+    return body
+
+
+def classify_prologues(program: GoProgram) -> list[Prologue]:
+    """The prologue of every function in the binary that has the standard one (NOSPLIT ones have none)."""
+    out = []
+    for f in program.binary.funcs:
+        try:
+            out.append(program.prologue(f.name))
+        except (GoStackError, GoBinaryError, IndexError):
+            continue
+    return out
