@@ -583,7 +583,9 @@ def write_barrier_listing() -> tuple[str, list[str]]:
     """``go tool objdump`` of ``main.store`` (a pointer store into a global) and the runtime calls it makes."""
     b = toolchain.go_build(GO_WRITE_BARRIER)
     p = toolchain.go("tool", "objdump", "-s", "^main.store$", str(b.path), timeout=60)
-    lines = [re.sub(r"^\s*\S+:\d+\s+", "", l).rstrip() for l in p.stdout.splitlines() if not l.startswith("TEXT")]
+    # objdump columns: file:line, address, encoding, instruction; keep the instruction (addresses are not the point)
+    lines = [[f for f in l.split("\t") if f.strip()][-1].strip() for l in p.stdout.splitlines()
+             if l.strip() and not l.startswith("TEXT")]
     calls = sorted({m for l in lines for m in re.findall(r"CALL (runtime\.\w+)", l)})
     return "\n".join(lines), calls
 

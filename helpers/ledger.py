@@ -21,7 +21,8 @@ API::
     validate(entries, claims, repo)    -> [problem, ...] (empty when the ledger is sound)
     tagged_cells(notebook, tag)        -> [cell source, ...] of code cells carrying ``tag``
     has_assert(source)                 -> whether a cell's code contains an ``assert`` statement
-    by_section(entries)                -> {section: {verdict: count}}
+    by_section(entries)                -> {section: {verdict: count}} (sections normalised: "3.2 (table)" -> "3.2")
+    markdown_table(entries, claims)    -> the ledger as a Markdown table with links to the evidence cells
     merge(staging_dir, claims)         -> the merged ledger as YAML text, every ID once, in ID order
     dump(entries)                      -> YAML text in the format above
 
@@ -275,13 +276,20 @@ def validate(entries: list[Entry], claims: list[Claim] | None, repo: Path | str 
     return problems
 
 
-def by_section(entries: list[Entry]) -> dict[str, dict[str, int]]:
+def section_number(section: str) -> str:
+    """The article section without qualifiers: "3.2 (table)" -> "3.2", "1 (table)" -> "1"."""
+    m = re.match(r"\d+(\.\d+)*", section.strip())
+    return m.group(0) if m else section.strip()
+
+
+def by_section(entries: list[Entry], normalize: bool = True) -> dict[str, dict[str, int]]:
     """{section: {verdict: count}} with sections in book order ("1", "2.1", ..., "5")."""
     out: dict[str, dict[str, int]] = {}
     for e in sorted(entries, key=lambda e: _section_key(e.section)):
-        out.setdefault(e.section, {v: 0 for v in VERDICTS})
+        key = section_number(e.section) if normalize else e.section
+        out.setdefault(key, {v: 0 for v in VERDICTS})
         if e.verdict in VERDICTS:
-            out[e.section][e.verdict] += 1
+            out[key][e.verdict] += 1
     return out
 
 
@@ -299,6 +307,38 @@ def chapter_of(section: str) -> str:
 def verdict_counts(entries: list[Entry]) -> dict[str, int]:
     c = Counter(e.verdict for e in entries)
     return {v: c.get(v, 0) for v in VERDICTS}
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def evidence_link(cell: str, from_dir: str = "chapters") -> str:
+    """A relative Markdown link from a notebook in ``from_dir`` to ``chapters/x.ipynb#claim-Cnn``."""
+    m = CELL_RE.match(cell)
+    if not m:
+        return _md(cell)
+    target = Path(m["nb"])
+    rel = target.name if str(target.parent) == from_dir else "../" + str(target)
+    return f"[{target.stem}]({rel}#{m['tag']})"
+
+
+def markdown_table(entries: list[Entry], claims: list[Claim], from_dir: str = "chapters") -> str:
+    """The ledger as a Markdown table: ID, section, the claim (claims.md's paraphrase), verdict, fact, evidence.
+
+    Claims without an entry are listed as pending, so the table always shows every ID.
+    """
+    by_id = {e.id: e for e in entries}
+    lines = ["| ID | § | claim (paraphrased) | verdict | fact | evidence |", "|---|---|---|---|---|---|"]
+    for c in claims:
+        e = by_id.get(c.id)
+        if e is None:
+            lines.append(f"| {c.id} | {_md(c.section)} | {_md(c.text)} | *pending* | | |")
+            continue
+        ev = [evidence_link(x, from_dir) for x in e.cells] + [f"`{_md(s)}`" for s in e.sources]
+        lines.append(f"| {c.id} | {_md(e.section)} | {_md(c.text)} | **{e.verdict}** | {_md(e.fact)} | "
+                     f"{'<br>'.join(ev)} |")
+    return "\n".join(lines)
 
 
 # ---- writing -----------------------------------------------------------------------------------------------

@@ -134,8 +134,34 @@ def test_merge_cli(tmp_path, capsys):
 def test_by_section_and_counts():
     es = [Entry("C01", "1", "wrong", "f"), Entry("C03", "1 (table)", "holds", "f"), Entry("C05", "2.1", "holds", "f"),
           Entry("C40", "3.2 (table)", "fabricated", "f")]
-    s = ledger.by_section(es)
+    s = ledger.by_section(es, normalize=False)
     assert list(s) == ["1", "1 (table)", "2.1", "3.2 (table)"]
     assert s["1"]["wrong"] == 1 and s["2.1"]["holds"] == 1
     assert ledger.verdict_counts(es) == {"holds": 2, "partly": 0, "wrong": 1, "fabricated": 1, "unverifiable": 0}
     assert [ledger.chapter_of(e.section) for e in es] == ["1", "1", "2", "3"]
+
+
+def test_section_number_and_by_section_normalises():
+    assert [ledger.section_number(s) for s in ("3.2 (table)", "1", "2.2 (diagram)", "x")] == ["3.2", "1", "2.2", "x"]
+    es = [Entry("C01", "1", "wrong", "f"), Entry("C03", "1 (table)", "holds", "f")]
+    assert ledger.by_section(es) == {"1": {"holds": 1, "partly": 0, "wrong": 1, "fabricated": 0, "unverifiable": 0}}
+
+
+def test_markdown_table_links_cells_and_lists_pending_claims():
+    claims = [Claim("C01", "1", "a | b"), Claim("C02", "1", "c")]
+    es = [Entry("C01", "1", "wrong", "x|y", ("chapters/01_go_vs_c.ipynb#claim-C01",), ("ISO C99 §5.1.2.2.3",))]
+    table = ledger.markdown_table(es, claims).splitlines()
+    assert table[2] == ("| C01 | 1 | a \\| b | **wrong** | x\\|y | [01_go_vs_c](01_go_vs_c.ipynb#claim-C01)"
+                        "<br>`ISO C99 §5.1.2.2.3` |")
+    assert table[3] == "| C02 | 1 | c | *pending* | | |"
+    assert ledger.evidence_link("labs/idt/idt.ipynb#claim-C33") == "[idt](../labs/idt/idt.ipynb#claim-C33)"
+
+
+def test_plot_verdicts_draws_one_bar_per_section_and_verdict():
+    from helpers.viz.ledger import plot_verdicts
+    fig = plot_verdicts({"1": {"holds": 1, "wrong": 2}, "5": {"fabricated": 1}})
+    ax = fig.axes[0]
+    assert len(ax.patches) == 2 * len(ledger.VERDICTS)
+    assert sorted(p.get_height() for p in ax.patches if p.get_height()) == [1, 1, 2]
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_verdicts({})
