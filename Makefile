@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := chapters labs
 
-.PHONY: setup lab test clean-notebooks execute
+.PHONY: setup lab test book execute
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ lab: setup
 # Unit, property and ledger tests, then every notebook under strict nbval, in one pytest run.
 test: setup
 	$(VENV)/bin/pytest tests --nbval $(NOTEBOOKS) --sanitize-with tests/sanitize.cfg
+
+# The static reading edition (HTML) in build/book, from the committed executed notebooks; then check it.
+book: setup
+	$(PY) -m helpers.book build/book
 
 # For authors: re-execute notebooks in place (NB=chapters/03_interrupts.ipynb), then strip widget state.
 NB ?= chapters/*.ipynb labs/*.ipynb
