@@ -249,3 +249,69 @@ def search_go_source(root, needle: str, *, limit: int = 20) -> list[str]:
         if len(hits) >= limit:
             break
     return hits
+
+
+# ------------------------------------------------------------------------------ what an LTO object holds
+
+@dataclass
+class LtoObject:
+    compiler: str
+    flags: tuple
+    kind: str             # "ELF" or "LLVM bitcode" (or the first bytes in hex)
+    lto_sections: tuple   # GCC's GIMPLE streams: .gnu.lto_*
+    text_size: int        # native code in the object (.text)
+
+
+def lto_object(compiler: str = "gcc", flags=("-O2", "-flto")) -> LtoObject:
+    """Compile mix.c to an object with ``flags`` and describe what is inside."""
+    from helpers.elf import ElfError
+
+    b = toolchain.cc({"mix.c": SOURCES["mix.c"]}, compiler=compiler,
+                     target="x86_64-linux-musl" if compiler == "zig" else None, flags=tuple(flags), output="obj")
+    head = b.path.read_bytes()[:4]
+    if head == b"BC\xc0\xde":  # LLVM bitcode wrapper magic (LLVM docs, "LLVM Bitcode File Format")
+        return LtoObject(compiler, tuple(flags), "LLVM bitcode", (), 0)
+    try:
+        info = read_elf(b.path)
+    except ElfError:
+        return LtoObject(compiler, tuple(flags), head.hex(), (), 0)
+    lto = tuple(sorted({s.name.rsplit(".", 1)[0] if s.name.count(".") > 2 else s.name
+                        for s in info.sections if s.name.startswith(".gnu.lto_")}))
+    return LtoObject(compiler, tuple(flags), "ELF", lto, info.text_size)
+
+
+def gcc_link_uses_plugin(flags=("-O2", "-flto", "-fuse-linker-plugin")) -> bool:
+    """Link SOURCES with gcc -v and report whether collect2/ld was given GCC's LTO plugin."""
+    b = toolchain.cc(SOURCES, compiler="gcc", flags=(*flags, "-v"), output="exe")
+    return "liblto_plugin" in b.output
+
+
+GO_LINKNAME_PROGRAM = ('package main\n\nimport (\n\t"fmt"\n\t_ "unsafe"\n)\n\n'
+                       '//go:linkname initSection runtime.initSection\nvar initSection struct{}\n\n'
+                       'func main() { fmt.Println(initSection) }\n')
+
+
+def try_go_build(source: str) -> str:
+    """Build ``source`` with the pinned Go; return "ok" or the compiler's one-line error."""
+    try:
+        toolchain.go_build(source)
+        return "ok"
+    except toolchain.ToolchainError as e:
+        return str(e)
+
+
+def hot_loop(b: LtoBuild) -> list[str]:
+    """The lines of main's listing that form its first loop: from the target of the first backward
+    conditional jump up to that jump."""
+    lines = b.listing.splitlines()
+    addrs = [int(l.split(":")[0], 16) for l in lines]
+    for k, line in enumerate(lines):
+        text = line.split("  ")[-1].strip()
+        if text.startswith("j") and not text.startswith("jmp"):
+            try:
+                target = int(text.split()[-1], 16)
+            except ValueError:
+                continue
+            if target < addrs[k] and target in addrs:
+                return lines[addrs.index(target):k + 1]
+    return []

@@ -51,3 +51,24 @@ def test_no_internal_linker_package_in_go_source():
     assert not (src / "internal" / "linker").exists()
     assert (src / "cmd" / "link" / "internal" / "ld").is_dir()
     assert lto.search_go_source(src / "runtime", "initSection") == []
+
+
+def test_hot_loop_has_a_call_only_without_lto(builds):
+    for (compiler, on), b in builds.items():
+        loop = lto.hot_loop(b)
+        assert loop and any("call" in l for l in loop) == (not on)
+
+
+@pytest.mark.skipif(not toolchain.have("gcc"), reason="needs gcc")
+def test_gcc_lto_objects_and_flags():
+    slim = lto.lto_object("gcc", ("-O2", "-flto=auto"))
+    fat = lto.lto_object("gcc", ("-O2", "-flto=auto", "-ffat-lto-objects"))
+    assert slim.kind == "ELF" and slim.lto_sections and slim.text_size == 0
+    assert fat.lto_sections and fat.text_size > 0
+    assert lto.gcc_link_uses_plugin() and not lto.gcc_link_uses_plugin(("-O2", "-flto", "-fno-use-linker-plugin"))
+
+
+def test_clang_lto_object_is_bitcode_and_linkname_snippet():
+    assert lto.lto_object("zig", ("-O2", "-flto")).kind == "LLVM bitcode"
+    assert lto.try_go_build(lto.GO_LINKNAME_PROGRAM) == "ok"
+    assert lto.try_go_build("package main\nfunc main() { undefined() }\n").startswith("go build failed")
