@@ -223,6 +223,7 @@ class Prologue:
     frame: int          # bytes of frame below the return address (funcMaxSPDelta)
     form: str           # "small" | "medium" | "huge"
     listing: tuple      # ((address, "mnemonic operands"), ...) up to the conditional jump to morestack
+    below: int = 0      # how far below SP the check looks (frame - StackSmall for medium/huge; 0 for small)
 
 
 class GoProgram:
@@ -283,13 +284,14 @@ class GoProgram:
         # cmd/internal/obj/x86/obj6.go stacksplit: three sequences, by frame size vs StackSmall/StackBig
         if re.fullmatch(r"cmpq? 0x10\(%r14\), %rsp", rows[0][1]):
             form = "small"
-        elif re.fullmatch(r"leaq? -0x[0-9a-f]+\(%rsp\), %r12", rows[0][1]):
-            form = "medium"
-        elif re.fullmatch(r"movq? %rsp, %r12", rows[0][1]) and rows[1][1].startswith("sub") and rows[2][1].startswith("jb "):
-            form = "huge"
+        elif m := re.fullmatch(r"leaq? -(0x[0-9a-f]+|\d+)\(%rsp\), %r12", rows[0][1]):
+            form, below = "medium", int(m.group(1), 0)
+        elif (re.fullmatch(r"movq? %rsp, %r12", rows[0][1]) and rows[2][1].startswith("jb ")
+              and (m := re.fullmatch(r"subq? \$(0x[0-9a-f]+|\d+), %r12", rows[1][1]))):
+            form, below = "huge", int(m.group(1), 0)
         else:
             raise GoStackError(f"{func}: unrecognised prologue: {text}")
-        return Prologue(func, self.frame_size(func), form, tuple(rows))
+        return Prologue(func, self.frame_size(func), form, tuple(rows), below if form != "small" else 0)
 
     def guard_from_copystack(self) -> int:
         """The constant the compiled runtime.copystack adds to new.lo before storing it at g+stackguard0.
