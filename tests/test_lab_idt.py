@@ -62,3 +62,22 @@ def test_cli_prints_params_first_and_key_with_c():
     out = subprocess.run([sys.executable, "-m", "helpers.labs", "idt", "--seed", "7", "-c"], capture_output=True,
                          text=True, timeout=60).stdout
     assert out.index("Parameters:") < out.index("Questions:") and "answer: 0xffffc90000013fd0" in out
+
+
+def test_notebook_reference_solution_is_right_for_every_seed():
+    # The instructor notebook's worked solution reasons by hand (no helpers.idt); it must agree with the
+    # model's key for any seed a teacher hands out, not just the committed SEED.
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parent.parent / "labs" / "idt" / "idt.ipynb").read_text())
+    solutions = ["".join(c["source"]) for c in nb["cells"]
+                 if c["cell_type"] == "code" and c["metadata"].get("nbgrader", {}).get("solution")]
+    assert len(solutions) == 3
+    for seed in range(150):
+        problem = lab.generate(seed)
+        scope = {"problem": problem, "p": problem.params, "answers": {}}
+        for src in solutions:
+            exec(src, scope)
+        wrong = [f.line() for f in lab.check(problem, scope["answers"]) if not f.ok]
+        assert not wrong, (seed, wrong)

@@ -63,17 +63,21 @@ def generate(seed: int) -> Problem:
     d = idt.deliver(vector, _idt_for(vector, gate), cpl=ev["cpl"], software=ev["software"], rip=0x401000,
                     rsp=ev["rsp"], rflags=ev["rflags"], tss=LAB_TSS)
     params = {
-        "encode": f"handler {enc.offset:#x}, selector {enc.selector:#06x}, IST {enc.ist}, {enc.kind} gate, "
-                  f"DPL {enc.dpl}, present",
+        "encode_handler": f"{enc.offset:#x}", "encode_selector": f"{enc.selector:#06x}", "encode_ist": enc.ist,
+        "encode_kind": enc.kind, "encode_dpl": enc.dpl,
         "decode_bytes": dec.encode("long"),
-        "deliver_gate": f"IDT[{vector:#x}] = " + gate.describe("long"),
-        "deliver_event": ev["event"] + f", CPL {ev['cpl']}, RSP={ev['rsp']:#x}, RFLAGS={ev['rflags']:#x}",
-        "tss": f"RSP0={LAB_TSS.rsp[0]:#x}, IST1={LAB_TSS.ist[0]:#x}, IST2={LAB_TSS.ist[1]:#x}, IST3={LAB_TSS.ist[2]:#x}",
-        "other_gates": "IDT[8] = #DF interrupt gate IST 1; IDT[11] (#NP) and IDT[13] (#GP) = interrupt gates, DPL 0, "
-                       "selector 0x10, as in Linux",
+        "vector": f"{vector:#x}", "gate_kind": gate.kind, "gate_dpl": gate.dpl, "gate_ist": gate.ist,
+        "gate_present": gate.present, "gate_handler": f"{gate.offset:#x}",
+        "event": "INT n" if ev["software"] else "hardware interrupt", "cpl": ev["cpl"], "rip": "0x401000",
+        "rsp": f"{ev['rsp']:#x}", "rflags": f"{ev['rflags']:#x}",
+        "rsp0": f"{LAB_TSS.rsp[0]:#x}", "ist1": f"{LAB_TSS.ist[0]:#x}", "ist2": f"{LAB_TSS.ist[1]:#x}",
+        "ist3": f"{LAB_TSS.ist[2]:#x}",
+        "other_gates": "IDT[8] (#DF): interrupt gate, IST 1; IDT[11] (#NP) and IDT[13] (#GP): interrupt gates, "
+                       "DPL 0, IST 0, selector 0x10, as Linux installs them",
     }
     qs = [
-        Question("encode", "The 16 bytes of the long-mode gate described by `encode`, lowest address first.",
+        Question("encode", "The 16 bytes of the long-mode gate described by the encode_* parameters, "
+                           "lowest address first (the gate is present).",
                  enc.encode("long"), "bytes", width=16),
         Question("decode_handler", "decode_bytes: the handler address (hex).", dec.offset, "hex"),
         Question("decode_kind", "decode_bytes: interrupt or trap gate?", dec.kind, "choice", choices=("interrupt", "trap")),
@@ -81,7 +85,8 @@ def generate(seed: int) -> Problem:
         Question("decode_ist", "decode_bytes: the IST index (0 = none).", dec.ist, "int"),
         Question("decode_present", "decode_bytes: is the gate present? (yes/no)", "yes" if dec.present else "no",
                  "choice", choices=("yes", "no")),
-        Question("fault", "deliver: which exception does the event raise first ('none' if it goes through)?",
+        Question("fault", "deliver: the event (event, vector, cpl, rsp, rflags) goes through IDT[vector], the gate "
+                          "described by gate_*. Which exception does it raise first ('none' if it goes through)?",
                  d.faults[0][0] if d.faults else "none", "choice", choices=FAULTS),
         Question("vector", "deliver: which vector's handler finally runs?", d.delivered, "int"),
         Question("frame", "deliver: the names of the 8-byte slots pushed, first pushed first "
