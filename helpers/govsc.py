@@ -25,6 +25,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from elftools.elf.elffile import ELFFile
+
 from helpers import toolchain
 from helpers.elf import read_elf
 
@@ -469,6 +471,12 @@ def max_stack_size(goroot: Path | None = None) -> int:
 
 
 # ---- goroutine versus thread -----------------------------------------------------------------------------
+def _positive(**values) -> None:
+    for name, v in values.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
 def _round2(x: int) -> int:
     return 1 << (x - 1).bit_length()
 
@@ -480,6 +488,9 @@ def probe_starting_stacks(warm_kib: int = 0, n: int = 8, godebug: str | None = N
     (runtime/stack.go: newstack). ``warm_kib`` > 0 first parks 100 goroutines on ~``warm_kib`` KiB stacks and runs
     a GC, which feeds ``gcComputeStartingStackSize``.
     """
+    _positive(n=n)
+    if not isinstance(warm_kib, int) or not 0 <= warm_kib <= 1 << 16:
+        raise ValueError(f"warm_kib must be an integer in 0..65536, got {warm_kib!r}")
     guard = go_stack_constants()["stackGuard"]
     b = toolchain.go_build(GO_STACK_PROBE)
     env = {**os.environ, **({"GODEBUG": godebug} if godebug else {})}
@@ -489,6 +500,7 @@ def probe_starting_stacks(warm_kib: int = 0, n: int = 8, godebug: str | None = N
 
 def parked_goroutine_cost(n: int = 10000) -> dict[str, float]:
     """Bytes per parked goroutine (stack, heap, total from the OS) from runtime.MemStats deltas."""
+    _positive(n=n)
     b = toolchain.go_build(GO_PARKED)
     d = json.loads(toolchain.run([b.path, str(n)], timeout=60, check=True).stdout)
     return {"goroutines": d["goroutines"], **{k: d[k] / n for k in ("stack_inuse", "heap_inuse", "sys")}}
@@ -510,6 +522,7 @@ def creation_cost(n: int = 2000, rounds: int = 5) -> dict[str, float]:
 
     The thread program is built with gcc -pthread where present, else zig cc (static musl).
     """
+    _positive(n=n, rounds=rounds)
     go_bin = toolchain.go_build(GO_SPAWN).path
     if toolchain.have("gcc"):
         c = toolchain.cc(C_SPAWN, compiler="gcc", output="exe", flags=("-O2", "-pthread"))
@@ -544,7 +557,8 @@ def runtime_syscalls(path) -> dict[str, list[str]]:
     names = syscall_names()
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     text = info.section(".text")
-    from elftools.elf.elffile import ELFFile
+    if text is None:
+        raise ValueError(f"{Path(path).name} has no .text section")
     with open(path, "rb") as f:
         elf = ELFFile(f)
         sec = elf.get_section_by_name(".text")
@@ -552,7 +566,7 @@ def runtime_syscalls(path) -> dict[str, list[str]]:
     wrappers = {s.value for s in info.symbols if s.name in SYSCALL_WRAPPERS and s.type == "FUNC"}
     found: dict[str, set[str]] = {}
     for sym in info.functions():
-        if not sym.size or not (base <= sym.value < base + (text.size if text else 0)):
+        if not sym.size or not (base <= sym.value < base + text.size):
             continue
         code = data[sym.value - base: sym.value - base + sym.size]
         if b"\x0f\x05" not in code and not wrappers:
@@ -565,7 +579,7 @@ def runtime_syscalls(path) -> dict[str, list[str]]:
                 if eax is not None and eax in names:
                     found.setdefault(names[eax], set()).add(sym.name)
                 eax = None
-            elif mnem in ("ret", "jmp") and eax is not None and mnem == "ret":
+            elif mnem == "ret":
                 eax = None
     return {k: sorted(v) for k, v in sorted(found.items())}
 

@@ -116,3 +116,18 @@ def test_write_barrier_in_pointer_store():
 def test_proc_status_sees_threads_and_sigurg():
     st_ = govsc.proc_status()
     assert st_["threads"] > 1 and 23 in st_["caught"]  # SIGURG: runtime/signal_unix.go sigPreempt
+
+
+@pytest.mark.parametrize("call", [lambda: govsc.parked_goroutine_cost(0), lambda: govsc.creation_cost(n=10, rounds=0),
+                                  lambda: govsc.probe_starting_stacks(-1, 2), lambda: govsc.probe_starting_stacks(0, "8")])
+def test_bad_sizes_raise_one_line_value_errors(call):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+def test_runtime_syscalls_rejects_non_elf(tmp_path):
+    from helpers.elf import ElfError
+    (tmp_path / "x").write_bytes(b"not an elf")
+    with pytest.raises(ElfError):
+        govsc.runtime_syscalls(tmp_path / "x")
