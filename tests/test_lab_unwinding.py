@@ -47,3 +47,39 @@ def test_bad_answers_are_one_line():
 def test_negative_seed_refused():
     with pytest.raises(ValueError):
         lab.generate(-1)
+
+
+def _manual_unwind(ws):
+    """Unwind by the rules the lab notebook states, independently of helpers.unwind."""
+    regs, mem, funcs = dict(ws["regs"]), ws["mem"], ws["functions"]
+    chain, first, out = [], True, {}
+    while True:
+        pc = regs["rip"] if first else regs["rip"] - 1
+        name, _, _, row = next(f for f in funcs if f[1] <= pc < f[2])
+        cfa = regs[row.cfa_reg] + row.cfa_offset
+        caller = {r: mem[cfa + o] for r, o in row.saved.items()}
+        if first:
+            out.update(cfa0=cfa, ra0=caller["rip"], rbp1=caller.get("rbp", regs["rbp"]))
+        chain.append(name)
+        regs.update(caller)
+        regs["rsp"], first = cfa, False
+        if regs["rip"] == 0:
+            return {**out, "chain": chain}
+
+
+def test_key_agrees_with_independent_manual_unwind():
+    for seed in range(60):
+        p = lab.generate(seed)
+        manual = _manual_unwind(lab.workspace(p))
+        assert {k: p.key()[k] for k in manual} == manual
+
+
+def test_lab_notebook_has_graded_cells():
+    import json
+    from pathlib import Path
+    nb = json.loads((Path(__file__).resolve().parents[1] / "labs/unwinding/unwinding.ipynb").read_text())
+    meta = [c["metadata"].get("nbgrader") for c in nb["cells"] if c["cell_type"] == "code"]
+    graded = [m for m in meta if m and m.get("grade")]
+    assert {m["grade_id"] for m in graded} == {"test_cfa0", "test_ra0", "test_rbp1", "test_chain", "test_fp_walk"}
+    assert any(m and m.get("solution") for m in meta)
+    assert "widgets" not in nb["metadata"]

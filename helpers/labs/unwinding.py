@@ -120,6 +120,14 @@ def generate(seed: int) -> Problem:
     return Problem(NAME, seed, params, questions, TITLE)
 
 
+def workspace(problem: Problem) -> dict:
+    """The problem's data as Python values for the student's own code: registers, memory
+    {address: 8-byte value}, and for each function (name, start, end, body row)."""
+    s = _build(problem.seed)
+    funcs = [(f.function, f.start, f.end, f.rows[1]) for f in sorted(s["fdes"], key=lambda f: f.start)]
+    return {"regs": {k: s["regs"][k] for k in ("rip", "rsp", "rbp")}, "mem": dict(s["mem"]), "functions": funcs}
+
+
 def _context(problem: Problem) -> dict:
     s = _build(problem.seed)
     table = CfiTable(list(s["fdes"]), ".eh_frame")
