@@ -402,6 +402,19 @@ def hashed_init_symbols(symbols) -> list[str]:
     return sorted({s.name for s in symbols if HASHED_INIT.search(s.name)})
 
 
+# golang/mobile cmd/gobind/main.go (commit 2cfb76559b7b, 2026-04-10): every flag.String it defines.
+# gobind is not part of the Go toolchain (it lives in golang.org/x/mobile), so its flags are recorded
+# here, from the source, for the notebook to check against.
+GOBIND_FLAGS = ("lang", "outdir", "javapkg", "prefix", "bootclasspath", "classpath", "tags")
+GOBIND_SOURCE = "golang/mobile cmd/gobind/main.go (commit 2cfb76559b7b)"
+
+
+def go_help(*args) -> str:
+    """Output of the pinned ``go`` (e.g. ``go_help("help", "buildmode")``), one string."""
+    p = toolchain.go(*args, timeout=60)
+    return (p.stdout + p.stderr).strip()
+
+
 # --------------------------------------------------------------------------------------------------
 # Semantic interposition
 # --------------------------------------------------------------------------------------------------
@@ -444,6 +457,45 @@ def calls_from(path, func: str) -> list[CallSite]:
         sec = next((n for n, a, s in secs if a <= t < a + s), "?")
         fn = next((s.name for s in funcs if s.value == t), None)
         out.append(CallSite(i.mnemonic, fn or sec, sec.startswith(".plt")))
+    return out
+
+
+def call_relocations(path) -> list[tuple[str, str]]:
+    """(relocation type, symbol) of every relocation in ``.text`` of a relocatable object."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.relocation import RelocationSection
+    from elftools.elf.descriptions import describe_reloc_type
+    out = []
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        idx = next(i for i, sec in enumerate(elf.iter_sections()) if sec.name == ".text")
+        symtab = elf.get_section_by_name(".symtab")
+        for sec in elf.iter_sections():
+            if isinstance(sec, RelocationSection) and sec["sh_info"] == idx:
+                for r in sec.iter_relocations():
+                    sym = symtab.get_symbol(r["r_info_sym"])
+                    name = sym.name or elf.get_section(sym["st_shndx"]).name
+                    out.append((describe_reloc_type(r["r_info_type"], elf), name))
+    return out
+
+
+def rebuild_bytes(source: str, flags, compiler: str = "zig", times: int = 2) -> list[bytes]:
+    """Compile ``source`` ``times`` times in fresh directories, bypassing the build cache; each object's
+    ``.text`` bytes (debug sections name the temporary directory, so only code is compared)."""
+    from elftools.elf.elffile import ELFFile
+    import io
+    import os
+    argv = [*toolchain.require(compiler).argv, *(["-target", "x86_64-linux-gnu"] if compiler == "zig" else []),
+            *flags, "-c", "main.c", "-o", "out.o"]
+    env = {**os.environ, "ZIG_GLOBAL_CACHE_DIR": str(toolchain.CACHE_DIR / "zig"),
+           "ZIG_LOCAL_CACHE_DIR": str(toolchain.CACHE_DIR / "zig-local")}
+    out = []
+    for _ in range(times):
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "main.c").write_text(source)
+            toolchain.run(argv, timeout=120, env=env, cwd=d, check=True)
+            elf = ELFFile(io.BytesIO((Path(d) / "out.o").read_bytes()))
+            out.append(elf.get_section_by_name(".text").data())
     return out
 
 
