@@ -678,21 +678,28 @@ def observe_entry(source: str = CFI_DEMO_S, rbp: int = 0x1234_5678) -> EntryObse
     return EntryObservation(e["r12"], e["rsp"], e["top"], call_end, cfa_entry, cfa_body, slot, rbp)
 
 
-def objdump_rows(path) -> dict:
-    """``objdump --dwarf=frames-interp``'s table, parsed: {pc: (CFA text, {reg: "c-16", ...})}."""
-    from helpers import toolchain
-
-    p = toolchain.run([*toolchain.require("objdump").argv, "--dwarf=frames-interp", path], timeout=30, check=True)
+def parse_frames_interp(text: str) -> dict:
+    """Parse ``objdump --dwarf=frames-interp`` output: {pc: (CFA text, {reg: "c-16", ...})}.
+    Lines that are not table rows are ignored, so any text parses (possibly to {})."""
     rows, cols = {}, None
-    for line in p.stdout.splitlines():
+    for line in text.splitlines():
         parts = line.split()
         if parts[:2] == ["LOC", "CFA"]:
             cols = parts[2:]
-        elif cols and len(parts) == len(cols) + 2 and all(c in "0123456789abcdef" for c in parts[0]):
+        elif cols is not None and len(parts) == len(cols) + 2 and parts[0] \
+                and all(c in "0123456789abcdef" for c in parts[0]):
             rows[int(parts[0], 16)] = (parts[1], {c: v for c, v in zip(cols, parts[2:]) if v != "u"})
         elif not parts:
             cols = None
     return rows
+
+
+def objdump_rows(path) -> dict:
+    """Run ``objdump --dwarf=frames-interp`` on ``path`` and parse its table (see parse_frames_interp)."""
+    from helpers import toolchain
+
+    p = toolchain.run([*toolchain.require("objdump").argv, "--dwarf=frames-interp", path], timeout=30, check=True)
+    return parse_frames_interp(p.stdout)
 
 
 def rows_agree_with_objdump(table: CfiTable, objdump: dict) -> list:

@@ -127,17 +127,22 @@ def test_random_stacks_never_crash_or_loop(data, rsp, rbp, rip):
         assert len(u.frames) <= 16 and "\n" not in u.stopped
 
 
-@pytest.mark.parametrize("compiler", COMPILERS)
-def test_corrupted_eh_frame_is_one_line_error(tmp_path, compiler):
-    raw = bytearray(build_chain(compiler, frame_pointer=False).path.read_bytes())
-    from helpers.elf import read_elf
+def _eh_frame_span(path):
     from elftools.elf.elffile import ELFFile
-    with open(build_chain(compiler, frame_pointer=False).path, "rb") as f:
+    with open(path, "rb") as f:
         sec = ELFFile(f).get_section_by_name(".eh_frame")
-        off, size = sec["sh_offset"], sec["sh_size"]
-    for i in range(off, off + size, 7):
-        raw[i] ^= 0x5A
-    p = tmp_path / "bad"
+        return sec["sh_offset"], sec["sh_size"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_corrupted_eh_frame_is_one_line_error_or_parses(tmp_path_factory, data):
+    path = build_chain("zig", frame_pointer=False).path
+    raw = bytearray(path.read_bytes())
+    off, size = _eh_frame_span(path)
+    for _ in range(data.draw(st.integers(1, 12))):
+        raw[off + data.draw(st.integers(0, size - 1))] = data.draw(st.integers(0, 255))
+    p = tmp_path_factory.mktemp("cfi") / "bad"
     p.write_bytes(bytes(raw))
     try:
         t = CfiTable.from_elf(p)
@@ -145,6 +150,41 @@ def test_corrupted_eh_frame_is_one_line_error(tmp_path, compiler):
         assert "\n" not in str(e)
     else:
         assert isinstance(t.fdes, list)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["   LOC           CFA      rbx   ra    ", "0000000000401000 rsp+8    u     c-8   ",
+                                 "00000000004010zz rsp+8 u c-8", "", "garbage", "0 a b c", "LOC CFA"]), max_size=20),
+       st.text(max_size=200))
+def test_frames_interp_parser_never_crashes(lines, noise):
+    from helpers.unwind import parse_frames_interp
+    rows = parse_frames_interp("\n".join(lines) + "\n" + noise)
+    assert all(isinstance(pc, int) and isinstance(v, tuple) for pc, v in rows.items())
+
+
+def test_frames_interp_parser_reads_a_table():
+    from helpers.unwind import parse_frames_interp
+    text = "   LOC           CFA      rbp   ra\n0000000000401000 rsp+8    u     c-8\n0000000000401001 rsp+16   c-16  c-8\n"
+    assert parse_frames_interp(text) == {0x401000: ("rsp+8", {"ra": "c-8"}),
+                                         0x401001: ("rsp+16", {"rbp": "c-16", "ra": "c-8"})}
+
+
+@needs_emu
+def test_draw_stack_labels_every_word_and_frame():
+    import matplotlib
+    matplotlib.use("Agg")
+    from helpers.elf import read_elf
+    from helpers.unwind import symbolizer
+    from helpers.viz.frames import draw_stack, word_roles
+    path = build_chain("zig", frame_pointer=True).path
+    cfi, fp, stop = unwind_both(path)
+    words = stop.stack_words()
+    fig = draw_stack(words, cfi, fp=fp, symbolize=symbolizer(read_elf(path)))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert all(any(f"{a:#x}" in t for t in texts) for a, _ in words)
+    assert all(any(f"#{f.index} {f.function}" in t for t in texts) for f in cfi.frames)
+    roles = word_roles(cfi)
+    assert all(roles[f.cfa - 8].startswith("return address") for f in cfi.frames)
 
 
 @needs_emu
