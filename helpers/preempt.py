@@ -414,3 +414,53 @@ ASYNC_PATH = (
     ("spinning goroutine", "returns from the signal into asyncPreempt: saves all registers", "runtime/preempt_amd64.s", "asyncPreempt"),
     ("spinning goroutine", "switches to g0 and reschedules (gopreempt_m), or parks if a GC asked", "runtime/preempt.go", "asyncPreempt2"),
 )
+
+
+# --------------------------------------------------------------------------------------------------
+# A model of sysmon's timing: why a 1 ms sleep next to a spinning goroutine wakes ~2 time slices late
+# --------------------------------------------------------------------------------------------------
+def sysmon_delays(cycles: int) -> list[float]:
+    """sysmon's sleep before each cycle, in ms, when every retake returns 0 (no P retaken from a syscall):
+    20 us for the first 50 idle cycles, then doubling up to 10 ms (golang/go src/runtime/proc.go: sysmon)."""
+    return [us / 1000 for us in _sysmon_delays_us(cycles)]
+
+
+def _sysmon_delays_us(cycles: int | None):
+    delay_us, idle = 0, 0
+    while cycles is None or idle < cycles:
+        if idle == 0:
+            delay_us = 20
+        elif idle > 50:
+            delay_us *= 2
+        delay_us = min(delay_us, 10 * 1000)
+        yield delay_us
+        idle += 1
+
+
+def model_lateness(duration_ms: float = 600.0, sleep_ms: float = 1.0, force_preempt_ms: float = 10.0,
+                   signal_ms: float = 0.0) -> list[float]:
+    """Replay proc.go's sysmon/retake rules against the spinner/sleeper pair on one P; return each wake's lateness (ms).
+
+    retake records a P's schedtick and the time it first *saw* it (pd.schedwhen); it preempts when the same
+    schedtick is still running forcePreemptNS after that first sighting. Each preemption lets the sleeper run
+    (if its timer is due) and puts the spinner back with a new schedtick. ``signal_ms`` adds the time from
+    sysmon's check to the goroutine actually stopping. Time is kept in whole microseconds (no float drift).
+    """
+    if not (0 < duration_ms <= 60_000 and sleep_ms > 0 and force_preempt_ms > 0 and signal_ms >= 0):
+        raise ValueError("duration_ms, sleep_ms and force_preempt_ms must be positive, signal_ms >= 0")
+    end, sleep, force, sig = (round(x * 1000) for x in (duration_ms, sleep_ms, force_preempt_ms, signal_ms))
+    t, schedtick, seen_tick, seen_at = 0, 1, None, 0
+    deadline, out = sleep, []  # the sleeper parked at t=0 until t=sleep
+    for delay in _sysmon_delays_us(None):
+        t += delay
+        if t >= end:
+            return out
+        if seen_tick != schedtick:  # retake: first sighting of this schedtick
+            seen_tick, seen_at = schedtick, t
+        elif seen_at + force <= t:  # retake -> preemptone -> preemptM (SIGURG)
+            stop = t + sig
+            if deadline <= stop:
+                out.append((stop - deadline) / 1000)
+                deadline = stop + sleep
+            schedtick += 1  # the spinner is rescheduled: a new schedtick, a new time slice
+    return out

@@ -66,3 +66,17 @@ def test_percentile_and_median():
     r = P.PreemptRun("loop", "", True, lateness_ms=[1.0, 2.0, 3.0, 4.0, 100.0])
     assert r.median_ms == 3.0 and r.percentile(100) == 100.0 and r.percentile(0) == 1.0
     assert P.PreemptRun("loop", "", True).percentile(99) is None
+
+
+def test_sysmon_delay_policy():
+    d = P.sysmon_delays(70)
+    assert d[:51] == [0.02] * 51 and d[51] == 0.04 and d[-1] == 10.0 and max(d) == 10.0
+
+
+def test_model_lateness_is_two_time_slices_minus_the_sleep():
+    lat = P.model_lateness(600)
+    assert 9 < lat[0] < 11  # the first slice: sysmon was still polling fast when the spinner started
+    assert set(lat[1:]) == {19.0}  # steady state: first sighting + 10 ms, sysmon polls every 10 ms
+    assert len(P.model_lateness(600, force_preempt_ms=20)) < len(lat)
+    with pytest.raises(ValueError):
+        P.model_lateness(-1)
