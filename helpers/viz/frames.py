@@ -21,12 +21,15 @@ def word_roles(unwind) -> dict:
     return roles
 
 
-def draw_stack(words, unwind, *, fp=None, ax=None, title=None, symbolize=None):
+def draw_stack(words, unwind, *, fp=None, ax=None, title=None, symbolize=None, trim=True):
     """Draw ``words`` [(address, value)] (from rsp upward) with each frame of ``unwind`` in its own colour.
 
     Frame i spans [CFA of frame i-1 (or rsp), CFA of frame i). With ``fp`` (a frame-pointer Unwind) the
-    rbp chain is drawn as arrows on the right. Returns the matplotlib Figure.
+    rbp chain is drawn as arrows on the right. With ``trim``, words at or above the outermost CFA (the
+    caller's unused stack) are left out. Returns the matplotlib Figure.
     """
+    if trim and unwind.frames:
+        words = [w for w in words if w[0] < unwind.frames[-1].cfa]
     if ax is None:
         fig = new_figure(figsize=(7.5, max(3.0, 0.26 * len(words) + 1)))
         ax = fig.add_subplot()
@@ -44,7 +47,8 @@ def draw_stack(words, unwind, *, fp=None, ax=None, title=None, symbolize=None):
         rows = [row[a] for a in range(bottom, top, 8) if a in row]
         if rows:
             ax.add_patch(_rect(min(rows) - 0.5, max(rows) + 0.5, colour))
-            ax.text(-0.08, (min(rows) + max(rows)) / 2, f"#{f.index} {f.function}\nCFA {f.cfa:#x}",
+            sep = "\n" if max(rows) > min(rows) else "  "  # one-word frames get a one-line label
+            ax.text(-0.02, (min(rows) + max(rows)) / 2, f"#{f.index} {f.function}{sep}CFA {f.cfa:#x}",
                     ha="right", va="center", fontsize=8, color=colour, transform=ax.get_yaxis_transform())
         bottom = top
     for addr, value in words:
