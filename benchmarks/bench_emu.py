@@ -6,11 +6,13 @@ The naive baseline is what the issue describes: a Python UC_HOOK_CODE callback (
 binding) that reads every traced register with ``reg_read`` on every instruction, plus a UC_HOOK_MEM_WRITE
 callback. helpers.emu's trace records the same information (GPRs, PC, flags, memory writes) and computes
 diffs lazily. All three are measured in this process on the same program; each figure is the best of
-``--repeat`` runs. Not a timed test: numbers depend on the machine and its load.
+``--repeat`` runs. Two naive baselines: one ``reg_read`` call per register, and the binding's
+``reg_read_batch``. Not a timed test: numbers depend on the machine and its load.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -47,8 +49,10 @@ def run_untraced(iterations: int) -> float:
     return dt
 
 
-def run_traced(iterations: int) -> float:
+def run_traced(iterations: int, fallback: bool = False) -> float:
     m = Machine("x86_64")
+    if fallback:    # what helpers.emu does when its register-file calibration is unavailable
+        m._env = None
     t = time.perf_counter()
     out = m.run(program(iterations), max_insns=10**9, timeout=60,
                 trace=TraceSpec(max_steps=insns_for(iterations)))
@@ -57,7 +61,7 @@ def run_traced(iterations: int) -> float:
     return dt
 
 
-def run_naive(iterations: int) -> float:
+def run_naive(iterations: int, batch: bool = False) -> float:
     m = Machine("x86_64")
     names = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
              "r14", "r15", "rip", "rflags"]
@@ -67,9 +71,12 @@ def run_naive(iterations: int) -> float:
     def on_code(uc, address, size, _):
         states.append(tuple(uc.reg_read(i) for i in ids))
 
+    def on_code_batch(uc, address, size, _):
+        states.append(uc.reg_read_batch(ids))
+
     def on_write(uc, access, address, size, value, _):
         writes.append((len(states) - 1, address, size, value))
-    m.uc.hook_add(unicorn.UC_HOOK_CODE, on_code)
+    m.uc.hook_add(unicorn.UC_HOOK_CODE, on_code_batch if batch else on_code)
     m.uc.hook_add(unicorn.UC_HOOK_MEM_WRITE, on_write)
     t = time.perf_counter()
     out = m.run(program(iterations), max_insns=10**9, timeout=600)
@@ -89,19 +96,27 @@ def main(argv=None) -> dict:
     res = {
         "untraced": insns_for(it_untraced) / best(lambda: run_untraced(it_untraced), a.repeat),
         "traced": insns_for(it_traced) / best(lambda: run_traced(it_traced), a.repeat),
+        "fallback": insns_for(it_naive) / best(lambda: run_traced(it_naive, fallback=True), a.repeat),
         "naive": insns_for(it_naive) / best(lambda: run_naive(it_naive), a.repeat),
+        "naive_batch": insns_for(it_naive) / best(lambda: run_naive(it_naive, batch=True), a.repeat),
     }
     m = Machine("x86_64")
     out = m.run(program(1000), trace=True)
     t = time.perf_counter()
     rows = out.trace.table(limit=1000)
     inspect = (time.perf_counter() - t) / len(rows)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"helpers.emu benchmark (python {platform.python_version()}, unicorn {unicorn.__version__}, "
           f"fast paths {Machine().fast})")
+    print(f"  host: {os.cpu_count()} CPUs, load average {load:.1f} at the end (other work slows every figure)")
     print(f"  untraced run:                 {res['untraced'] / 1e6:8.2f} M instructions/s")
     print(f"  traced run (helpers.emu):     {res['traced'] / 1e6:8.2f} M instructions/s")
-    print(f"  naive per-instruction hook:   {res['naive'] / 1e6:8.2f} M instructions/s")
-    print(f"  traced / naive:               {res['traced'] / res['naive']:8.1f} x")
+    print(f"  traced, fallback path:        {res['fallback'] / 1e6:8.2f} M instructions/s"
+          "  (raw uc_reg_read_batch per step)")
+    print(f"  naive hook, reg_read each:    {res['naive'] / 1e6:8.2f} M instructions/s")
+    print(f"  naive hook, reg_read_batch:   {res['naive_batch'] / 1e6:8.2f} M instructions/s")
+    print(f"  traced / naive (reg_read):    {res['traced'] / res['naive']:8.1f} x")
+    print(f"  traced / naive (batch):       {res['traced'] / res['naive_batch']:8.1f} x")
     print(f"  goal of 1 M traced/s:         {'met' if res['traced'] >= 1e6 else 'NOT met'}")
     print(f"  lazy inspection (table row):  {inspect * 1e6:8.1f} us per step")
     return res

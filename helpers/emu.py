@@ -318,8 +318,8 @@ class Trace:
         self.truncated = truncated         # True when max_steps cut the recording short
         self._flags_cache: dict[int, int] = {}
         self._insn_cache: dict[int, str] = {}
-        self._wraw = writes                # (store length when written, address, size, value), in order
-        self._woff = None                  # their offsets, built on first use (bisect per step)
+        self._wraw = writes                # flat (store length when written, address, size, value) ...
+        self._woff = None                  # the lengths, built on first use (bisect per step)
 
     # -- raw access --------------------------------------------------------------------------------
     @property
@@ -398,18 +398,20 @@ class Trace:
     def _writes_of(self, i: int) -> list:
         # a write recorded when the store held k records belongs to step k - 1
         if self._woff is None:
-            self._woff = array.array("Q", (w[0] for w in self._wraw))
+            self._woff = array.array("Q", self._wraw[0::4])
         lo = bisect.bisect_left(self._woff, (i + 1) * _REC)
         hi = bisect.bisect_left(self._woff, (i + 2) * _REC, lo)
-        return [(a, n, v & ((1 << (8 * min(n, 8))) - 1)) for _, a, n, v in self._wraw[lo:hi]]
+        w = self._wraw
+        return [(w[k + 1], w[k + 2], w[k + 3] & ((1 << (8 * min(w[k + 2], 8))) - 1)) for k in range(4 * lo, 4 * hi, 4)]
 
     def __iter__(self) -> Iterator[Step]:
         return (self.step(i) for i in range(self._n))
 
     def mem_writes(self) -> list:
         """Every recorded write as (step, address, size, value)."""
-        return [(off // _REC - 1, a, n, v & ((1 << (8 * min(n, 8))) - 1)) for off, a, n, v in self._wraw
-                if off >= _REC]
+        w = self._wraw
+        return [(w[k] // _REC - 1, w[k + 1], w[k + 2], w[k + 3] & ((1 << (8 * min(w[k + 2], 8))) - 1))
+                for k in range(0, len(w), 4) if w[k] >= _REC]
 
     def table(self, limit: int = 50, start: int = 0) -> list:
         """Up to ``limit`` rows from step ``start``: (step, pc, instruction, changes, writes), plain values."""
@@ -592,8 +594,8 @@ except ImportError:  # pragma: no cover - other binding layouts: use Uc.hook_add
     _uclib = None
 _CB_NOARGS = ctypes.CFUNCTYPE(None)   # the C side passes (uc, address, size, user_data); unused here
 _CB_CODE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p)
-_CB_MEM = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int, ctypes.c_int64,
-                           ctypes.c_void_p)
+# (uc, access, address, size, value); the trailing user_data is not declared: one conversion fewer
+_CB_MEM = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int, ctypes.c_int64)
 
 
 def _raw_hook_add(uc, htype: int, cfunc, pyfunc_for_binding) -> tuple:
@@ -620,7 +622,7 @@ class _Recorder:
     def __init__(self, m: "Machine", spec: TraceSpec):
         self.m, self.spec = m, spec
         self.store = bytearray()
-        self.writes: list = []
+        self.writes: list = []             # flat: store length when written, address, size, value, ...
         self.handles: list = []
         self.keep: list = []
         self.truncated = False
@@ -654,16 +656,16 @@ class _Recorder:
                 uc._do_reg_read_batch(cids, ptrs, n_ids)
                 return bytes(buf)
             self.snapshot = snap
-            ext = self.store.extend
-            py = lambda *a: ext(snap())  # noqa: E731
+            rec_ext = self.store.extend
+            py = lambda *a: rec_ext(snap())  # noqa: E731
             self.code_cb = _CB_NOARGS(py)
         self.code_py = py
-        store, app = self.store, self.writes.append
+        w_ext, ln = self.writes.extend, self.store.__len__
 
-        def on_write(h, access, addr, size, value, ud):
-            app((len(store), addr, size, value))
+        def on_write(h, access, addr, size, value):
+            w_ext((ln(), addr, size, value))
         self.mem_cb = _CB_MEM(on_write)
-        self.mem_py = lambda uc, access, addr, size, value, ud: app((len(store), addr, size, value))
+        self.mem_py = lambda uc, access, addr, size, value, ud: w_ext((ln(), addr, size, value))
 
     @property
     def nrec(self) -> int:
@@ -694,7 +696,7 @@ class _Recorder:
         """A write made by Python during the run (a hook): attributed to the current step."""
         for o in range(0, len(data), 8):
             chunk = data[o:o + 8]
-            self.writes.append((len(self.store), addr + o, len(chunk), int.from_bytes(chunk, "little")))
+            self.writes.extend((len(self.store), addr + o, len(chunk), int.from_bytes(chunk, "little")))
 
     def trim(self, keep: int) -> None:
         """Drop records beyond ``keep`` (instructions that were counted by a hook but did not complete)."""
@@ -703,10 +705,10 @@ class _Recorder:
             del self.store[cut:]
             # writes made by Python hooks at that point belong to the last completed step
             w = self.writes
-            j = len(w)
-            while j and w[j - 1][0] > cut:
-                j -= 1
-                w[j] = (cut,) + w[j][1:]
+            j = len(w) - 4
+            while j >= 0 and w[j] > cut:
+                w[j] = cut
+                j -= 4
 
     def finish(self, names: tuple) -> Trace:
         self.detach()
@@ -842,14 +844,15 @@ class Machine:
             self._exc_err = ctypes.c_int32.from_address(dr0 - 16)      # env.error_code
             self._exc_is_int = ctypes.c_int32.from_address(dr0 - 12)   # env.exception_is_int
             self._old_exc = ctypes.c_int32.from_address(dr0 + 96)      # env.old_exception
-        self._py_count = [0]
+        self._py_count = [0, None]   # fallback counter: count, address of the last counted instruction
         if self._counter is None:  # slow, exact fallback: a counting hook, added before any other code hook
             c = self._py_count
 
-            def count(*_):
+            def count(h, address, size, ud):
                 c[0] += 1
-            self._count_keep = _CB_NOARGS(count)
-            _raw_hook_add(self.uc, unicorn.UC_HOOK_CODE, self._count_keep, lambda *a: count())
+                c[1] = address
+            self._count_keep = _CB_CODE(count)
+            _raw_hook_add(self.uc, unicorn.UC_HOOK_CODE, self._count_keep, lambda u, a, s_, d: count(u, a, s_, d))
 
     @property
     def fast(self) -> dict:
@@ -1232,7 +1235,7 @@ class Machine:
                     n = min(n, max(1, rec.room()))
                 self._flush_dirty()
                 self._event = self._mem_fault = self._stop_reason = self._hlt_seen = None
-                self._py_count[0] = 0
+                self._py_count[:] = [0, None]
                 err = hook_exc = None
                 n0 = rec.nrec if traced else 0
                 t_seg = time.perf_counter()
@@ -1258,7 +1261,9 @@ class Machine:
                 if traced:
                     rec.trim(n0 + done)   # drop a record of an instruction that was counted, not completed
                 pc = self.pc
-                result = self._classify(err, hook_exc, ev, raw > n, pc, until_addr, raw)
+                # unicorn's count hook runs first: it alone sees instruction n+1 (fast path: raw == n+1)
+                result = self._classify(err, hook_exc, ev, raw > n or (self._counter is None and raw >= n),
+                                        pc, until_addr, raw)
                 if traced and result is None and rec.room() <= 0:
                     rec.truncated = True
                     rec.detach()
@@ -1314,12 +1319,17 @@ class Machine:
             if self._stop_reason:
                 return ("stopped", self._stop_reason, None, False)
             return None
-        if chunk_end:
+        fast = self._counter is not None
+        if chunk_end and fast:
             return None
         if pc == until_addr and not (self._hlt_seen is not None and self._hlt_seen == raw):
             return ("finished", "until", None, False)
-        if self._read_avail(pc - 1, 1) == b"\xf4":
+        last = self._py_count[1]
+        if self._read_avail(pc - 1, 1) == b"\xf4" and (fast or (last is not None and self.insn_at(last) == "hlt"
+                                                                   and pc - 15 <= last < pc)):
             return ("halted", "hlt", None, False)
+        if chunk_end:
+            return None
         return ("fault", "unknown stop", FaultInfo("unknown stop", None, pc, self.insn_at(pc)), False)
 
     def _outcome(self, result, total: int, rec, names, elapsed: float, timeout: float) -> Outcome:

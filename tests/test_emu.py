@@ -562,3 +562,34 @@ def test_random_bytes_always_give_a_structured_outcome(code, arch, traced):
     m.reset()
     again = m.run(h("b805000000 83c007"))          # mov eax, 5 ; add eax, 7
     assert again.status == "finished" and m.regs[ACC[arch]] == 12, again.message
+
+
+# ------------------------------------------------------------------------------------------------------
+# The slow, exact fallbacks (used if unicorn's internals cannot be located) give the same answers
+# ------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def slow_paths(monkeypatch):
+    import helpers.emu as emu
+    monkeypatch.setattr(emu, "_LAYOUT", emu._Layout(None, None, None, None))
+    assert Machine().fast == {"counter": False, "trace": False, "exceptions": False}
+
+
+@pytest.mark.parametrize("name,arch,code,status,insns,kind,addr,regs", SCENARIOS,
+                         ids=[f"{s[1]}-{s[0]}" for s in SCENARIOS])
+def test_scenarios_on_slow_paths(slow_paths, name, arch, code, status, insns, kind, addr, regs):
+    test_scenarios(name, arch, code, status, insns, kind, addr, regs)
+
+
+@pytest.mark.parametrize("arch,code", [("x86_64", TRACE_PROGRAM_64), ("x86_32", TRACE_PROGRAM_32)])
+def test_trace_on_slow_paths(slow_paths, arch, code):
+    test_trace_matches_manual_run(arch, code)
+
+
+def test_hooks_and_budget_on_slow_paths(slow_paths):
+    test_hook_address_redirect("x86_64")
+    test_hook_address_without_redirect_runs_the_instruction_once_per_visit()
+    test_interrupt_handler_redirects_and_returns("x86_32", 0x80, MAIN)
+    test_trace_records_hook_writes_and_redirects()
+    test_trace_with_fault_budget_and_truncation()
+    for budget in (1, 7, 1000):
+        test_budget_is_exact_on_jmp_self("x86_64", budget)
