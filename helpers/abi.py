@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 # --------------------------------------------------------------------------------------------------
 # The conventions (data)
 # --------------------------------------------------------------------------------------------------
-PSABI_I386 = "i386 psABI (System V ABI Intel386 Processor Supplement), Function Calling Sequence"
+PSABI_I386 = "System V ABI Intel386 psABI 1.1 §2.2 (Function Calling Sequence)"
 GCC_X86_ATTRS = "GCC manual, x86 Function Attributes"
 PSABI_AMD64 = "x86-64 psABI (System V AMD64 ABI) §3.2.3 Parameter Passing"
 GO_ABI = "golang/go src/cmd/compile/abi-internal.md (amd64 architecture)"
@@ -247,6 +247,31 @@ def caller_source(conv, args, name: str = "f", attribute: str | None = None) -> 
             f"{t} call_{name}(void) {{ return {name}({vals}) + 1; }}\n")
 
 
+def pushed_registers(insns) -> list[str]:
+    """Registers a function's prologue pushes (``push %reg`` before the first non-push/mov-frame insn)."""
+    out = []
+    for i in insns:
+        if i.mnemonic.startswith("push") and i.op_str.startswith("%"):
+            out.append(i.op_str[1:])
+        elif i.mnemonic.startswith(("mov", "sub", "lea")) and not out == [] and "%esp" not in i.op_str \
+                and "%rsp" not in i.op_str:
+            break
+    return out
+
+
+def clobber_source(conv) -> str:
+    """C for ``clobber(x)``: an empty asm statement that tells the compiler every general register dies.
+
+    Whatever the compiler must save and restore around it is, by definition, callee-saved in its ABI.
+    """
+    c = convention(conv)
+    regs = (("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp") if c.arch == "x86_32" else
+            ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"))
+    t = _ctype(c)
+    return (f"{t} clobber({t} x) {{\n  __asm__ volatile(\"\" ::: "
+            + ", ".join(f'"{r}"' for r in regs) + ', "memory");\n  return x;\n}\n')
+
+
 def compile_flags(conv, compiler: str) -> dict:
     """Arguments for :func:`helpers.toolchain.cc` that build ``conv``'s code with ``compiler``.
 
@@ -364,6 +389,7 @@ class CallResult:
     sp_after: int         # sp after the callee's ret minus sp just before the ``call`` (= bytes the callee popped)
     entry_regs: dict      # argument registers as the callee saw them at its first instruction
     insns: int
+    ret_words: tuple = () # the first two result registers after return (C: low, high half)
 
 
 def _machine(arch: str, code_base: int):
@@ -409,7 +435,8 @@ def run_call(text: LoadedText, func: str, conv, args, *, max_insns: int = 100_00
     out = m.run(start=addr, until=RETURN_ADDR, max_insns=max_insns, timeout=5.0)
     if out.status != "finished":
         raise RuntimeError(f"{func} did not return: {out}")
-    return CallResult(m.regs[c.ret_regs[0]], m.regs[c.sp] - sp0, seen, out.insns)
+    return CallResult(m.regs[c.ret_regs[0]], m.regs[c.sp] - sp0, seen, out.insns,
+                      tuple(m.regs[r] for r in c.ret_regs[:2]))
 
 
 # --------------------------------------------------------------------------------------------------
