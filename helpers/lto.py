@@ -146,8 +146,8 @@ def timings(builds, n: int = 50_000_000, repeats: int = 5) -> dict:
 # against these (e.g. "no GCC LTO flags in mainline's LTO block").
 KERNEL_SOURCES = {
     "lto_makefile": {
-        "source": "torvalds/linux Makefile (the `ifdef CONFIG_LTO_CLANG` block; added by 'kbuild: add support "
-                  "for Clang LTO', Sami Tolvanen, merged for v5.12)",
+        "source": "torvalds/linux Makefile (the `ifdef CONFIG_LTO_CLANG` block added by 'kbuild: add support "
+                  "for Clang LTO', Sami Tolvanen, merged for v5.12; later releases reorder it but add no GCC flags)",
         "lines": ("ifdef CONFIG_LTO_CLANG", "ifdef CONFIG_LTO_CLANG_THIN",
                   "CC_FLAGS_LTO := -flto=thin -fsplit-lto-unit", "else", "CC_FLAGS_LTO := -flto", "endif",
                   "CC_FLAGS_LTO += -fvisibility=hidden", "endif",
@@ -160,8 +160,8 @@ KERNEL_SOURCES = {
         "since": "5.12",
     },
     "gcc_lto_series": {
-        "source": "Andi Kleen, '[PATCH 30/47] Kbuild, lto: Add Link Time Optimization support' (2022, "
-                  "linux-kbuild); carried out of tree (e.g. openSUSE), not in torvalds/linux",
+        "source": "Andi Kleen, '[PATCH 30/47] Kbuild, lto: Add Link Time Optimization support' (posted 2022, "
+                  "linux-kbuild); not merged into torvalds/linux",
         "in_mainline": False,
     },
     "init_sections": {
