@@ -45,12 +45,10 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-
-import capstone
-import unicorn
-from unicorn import x86_const as X
+from typing import NamedTuple
 
 from helpers import toolchain
+from helpers.emu import EmuError, Machine, TraceSpec
 from helpers.goelf import GoBinary, GoBinaryError, runtime_constants
 
 # ------------------------------------------------------------------------------------------- layout
@@ -65,13 +63,12 @@ POISON = 0xDEAD_BEEF_DEAD_BEEF
 MAX_STACK = 64 << 20         # the model's limit (the real runtime's maxstacksize is 1 GB on 64-bit)
 
 # ABIInternal integer argument/result registers (src/cmd/compile/abi-internal.md, amd64)
-INT_ARG_REGS = (X.UC_X86_REG_RAX, X.UC_X86_REG_RBX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDI, X.UC_X86_REG_RSI,
-                X.UC_X86_REG_R8, X.UC_X86_REG_R9, X.UC_X86_REG_R10, X.UC_X86_REG_R11)
+INT_ARG_REGS = ("rax", "rbx", "rcx", "rdi", "rsi", "r8", "r9", "r10", "r11")
 # registers gogo does not restore: poisoned on every resume
-SCRATCH_REGS = INT_ARG_REGS + (X.UC_X86_REG_R12, X.UC_X86_REG_R13)
-
-
-_CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)  # no detail: only counts block lengths
+SCRATCH_REGS = INT_ARG_REGS + ("r12", "r13")
+SEGMENT_CACHE = 16           # freed segments kept per size under the segmented policy
+SP_SAMPLE = 8                # trace_sp keeps every 8th instruction's SP,
+SP_POINTS = 2000             # or fewer: at most this many points per run slice
 
 
 class GoStackError(RuntimeError):
@@ -382,8 +379,7 @@ def expected_sum(which: str, depth: int) -> int:
 # ------------------------------------------------------------------------------------------- state
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     func: str
     pc: int
     sp: int
@@ -474,7 +470,7 @@ class Runtime:
     """A tiny Go runtime in Python around real Go machine code running in unicorn."""
 
     def __init__(self, program: GoProgram, initial_stack: int = 2048, policy: str = "copying",
-                 max_stack: int = MAX_STACK, trace_sp: bool = False, count_insns: bool = True):
+                 max_stack: int = MAX_STACK, trace_sp: bool = False):
         if policy not in ("copying", "segmented"):
             raise GoStackError(f"policy must be 'copying' or 'segmented', not {policy!r}")
         if initial_stack < PAGE // 2 or initial_stack & (initial_stack - 1):
@@ -484,11 +480,13 @@ class Runtime:
         self.stack_guard = self.k["stackGuard"]
         self.stack_preempt = self.k["stackPreempt"]
         self.off = program.g_offsets
-        self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        # helpers.emu: exact instruction counts without a Python hook per instruction or block
+        self.m = Machine("x86_64", data_base=None)
+        self.uc = self.m.uc  # for readers of raw memory (tests, emulated_moves)
         self._map_program()
-        self.uc.mem_map(G_AREA, 0x10000, unicorn.UC_PROT_READ | unicorn.UC_PROT_WRITE)
-        self.uc.mem_map(LESSSTACK, PAGE, unicorn.UC_PROT_ALL)
-        self.uc.mem_write(LESSSTACK, b"\xcc")  # int3: never executed, the hook fires first
+        self.m.map(G_AREA, 0x10000, "rw")
+        self.m.map(LESSSTACK, PAGE, "rx")
+        self.m.write(LESSSTACK, b"\xcc")  # int3: never executed, the hook fires first
         self._next_stack = STACK_ARENA
         self.stacks: dict[int, tuple] = {}   # lo -> (map_base, map_size)
         self.goroutines: list[Goroutine] = []
@@ -498,38 +496,43 @@ class Runtime:
         self.insns = 0
         self.switches = 0          # stack switches (grow/shrink copies, segment splits and returns)
         self.bytes_copied = 0
-        self.sp_trace: list[tuple] = [] if trace_sp else None
+        self.sp_trace: list[tuple] | None = [] if trace_sp else None
         self._preempt_every = None
         self._next_preempt = None
-        self._block_insns: dict[tuple, int] = {}
         self._stop_reason = None
-        # Counting instructions needs a Python call per basic block (about 3x slower than none); without it
-        # event.insns stays 0 and sysmon is unavailable.
-        self.count_insns = count_insns or trace_sp
-        self._install_hooks()
+        self._pc_info: dict[int, tuple] = {}
+        self._cache: dict[int, list] = {}    # segmented policy: freed segments kept for reuse, by size
+        for addr, reason in ((program.morestack, "morestack"), (program.goexit + 1, "goexit"), (LESSSTACK, "lessstack")):
+            self.m.hook_address(addr, self._hook_stop(reason))
+
+    def _hook_stop(self, reason: str):
+        def stop(machine, _address):
+            self._stop_reason = reason
+            machine.stop(reason)
+        return stop
 
     # ---------------------------------------------------------------- memory
     def _map_program(self) -> None:
         for vaddr, data, _fl in self.program.binary.segments:
             base = vaddr & ~(PAGE - 1)
             size = (vaddr + len(data) - base + PAGE - 1) & ~(PAGE - 1)
-            self.uc.mem_map(base, size, unicorn.UC_PROT_ALL)
-            self.uc.mem_write(vaddr, data)
+            self.m.map(base, size, "rwx")
+            self.m.write(vaddr, data)
 
     def read64(self, addr: int) -> int:
-        return int.from_bytes(self.uc.mem_read(addr, 8), "little")
+        return int.from_bytes(self.m.read(addr, 8), "little")
 
     def write64(self, addr: int, value: int) -> None:
-        self.uc.mem_write(addr, (value & (2**64 - 1)).to_bytes(8, "little"))
+        self.m.write(addr, (value & (2**64 - 1)).to_bytes(8, "little"))
 
     def global_addr(self, name: str) -> int:
         return self.program.binary.symbol(name)
 
     def read_global(self, name: str, size: int = 8) -> int:
-        return int.from_bytes(self.uc.mem_read(self.global_addr(name), size), "little", signed=True)
+        return int.from_bytes(self.m.read(self.global_addr(name), size), "little", signed=True)
 
     def write_global(self, name: str, value: int, size: int = 8) -> None:
-        self.uc.mem_write(self.global_addr(name), (value & (2 ** (8 * size) - 1)).to_bytes(size, "little"))
+        self.m.write(self.global_addr(name), (value & (2 ** (8 * size) - 1)).to_bytes(size, "little"))
 
     def stackalloc(self, size: int) -> tuple:
         """A fresh stack [lo, hi) never used before; hi ends a page so an overrun above faults."""
@@ -538,7 +541,7 @@ class Runtime:
         mapsize = max(PAGE, size)
         base = self._next_stack
         self._next_stack += mapsize + STACK_GAP
-        self.uc.mem_map(base, mapsize, unicorn.UC_PROT_READ | unicorn.UC_PROT_WRITE)
+        self.m.map(base, mapsize, "rw")
         hi = base + mapsize
         lo = hi - size
         self.stacks[lo] = (base, mapsize)
@@ -547,17 +550,17 @@ class Runtime:
     def stackfree(self, stack: tuple) -> None:
         # Unmapped, not recycled: a pointer left into the old stack faults at once.
         base, mapsize = self.stacks.pop(stack[0])
-        self.uc.mem_unmap(base, mapsize)
+        self.m.unmap(base, mapsize)
 
     # ---------------------------------------------------------------- g fields (real offsets, from DWARF)
     def gget(self, g: Goroutine, name: str) -> int:
         if name in ("preempt", "preemptShrink"):
-            return self.uc.mem_read(g.g + self.off[name], 1)[0]
+            return self.m.read(g.g + self.off[name], 1)[0]
         return self.read64(g.g + self.off[name])
 
     def gset(self, g: Goroutine, name: str, value: int) -> None:
         if name in ("preempt", "preemptShrink"):
-            self.uc.mem_write(g.g + self.off[name], bytes([value]))
+            self.m.write(g.g + self.off[name], bytes([value]))
         else:
             self.write64(g.g + self.off[name], value)
 
@@ -605,8 +608,6 @@ class Runtime:
         """
         if every_insns is not None and (not isinstance(every_insns, int) or every_insns < 100):
             raise GoStackError(f"every_insns must be an integer >= 100, not {every_insns!r}")
-        if every_insns is not None and not self.count_insns:
-            raise GoStackError("sysmon needs Runtime(count_insns=True)")
         self._preempt_every = every_insns
         self._next_preempt = None if every_insns is None else self.insns + every_insns
 
@@ -619,44 +620,9 @@ class Runtime:
         self.gset(g, "stackguard0", self.stack_preempt)
 
     # ---------------------------------------------------------------- running
-    def _install_hooks(self) -> None:
-        uc = self.uc
-        uc.hook_add(unicorn.UC_HOOK_CODE, self._hook_stop, "morestack", self.program.morestack, self.program.morestack)
-        uc.hook_add(unicorn.UC_HOOK_CODE, self._hook_stop, "goexit", self.program.goexit + 1, self.program.goexit + 1)
-        uc.hook_add(unicorn.UC_HOOK_CODE, self._hook_stop, "lessstack", LESSSTACK, LESSSTACK)
-        if self.count_insns:
-            uc.hook_add(unicorn.UC_HOOK_BLOCK, self._hook_block)
-        uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._hook_fault)
-
-    def _hook_stop(self, uc, address, size, reason):
-        self._stop_reason = reason
-        uc.emu_stop()
-
-    def _hook_fault(self, uc, access, address, size, value, data):
-        self._stop_reason = f"fault: {'write' if access in (unicorn.UC_MEM_WRITE_UNMAPPED, unicorn.UC_MEM_WRITE_PROT) else 'read/fetch'} at {address:#x}"
-        return False
-
-    def _hook_block(self, uc, address, size, _data):
-        # Count instructions per basic block (capstone once per block), not per instruction.
-        key = (address, size)
-        n = self._block_insns.get(key)
-        if n is None:
-            n = self._count_insns(address, size)
-            self._block_insns[key] = n
-        self.insns += n
-        if self.sp_trace is not None:
-            self.sp_trace.append((self.insns, self.current.goid, uc.reg_read(X.UC_X86_REG_RSP)))
-        if self._next_preempt is not None and self.insns >= self._next_preempt:
-            self._next_preempt += self._preempt_every
-            if self.current is not None:
-                self.request_preempt(self.current)
-
-    def _count_insns(self, address: int, size: int) -> int:
-        return max(1, sum(1 for _ in _CS.disasm_lite(bytes(self.uc.mem_read(address, size)), address)))
-
     def run(self, max_insns: int = 10_000_000, timeout: float = 20.0, until=None) -> "Runtime":
         """Run goroutines round-robin until all are done (or ``until(event)`` is true for a new event);
-        raise GoStackError on a fault, budget or timeout."""
+        raise GoStackError on a fault, an exhausted instruction budget or a timeout."""
         deadline = time.monotonic() + timeout
         budget_end = self.insns + max_insns
         while True:
@@ -670,27 +636,36 @@ class Runtime:
             t_left = deadline - time.monotonic()
             if t_left <= 0:
                 raise GoStackError(f"timed out after {timeout:g} s")
+            slice_ = left if self._next_preempt is None else max(1, min(left, self._next_preempt - self.insns))
+            trace = TraceSpec(regs=("rsp",), mem=False, max_steps=min(slice_, 400_000)) if self.sp_trace is not None else False
             self._stop_reason = None
-            pc = self.uc.reg_read(X.UC_X86_REG_RIP)
-            try:
-                self.uc.emu_start(pc, 0, timeout=int(t_left * 1e6), count=left)
-            except unicorn.UcError as e:
-                pc = self.uc.reg_read(X.UC_X86_REG_RIP)
-                f = self.program.binary.findfunc(pc)
-                why = self._stop_reason or str(e)
-                raise GoStackError(f"goroutine {self.current.goid} faulted in {f.name if f else '?'} at {pc:#x}: {why}") from None
-            reason = self._stop_reason
+            base = self.insns
+            out = self.m.run(start=self.m.pc, max_insns=slice_, timeout=t_left, trace=trace)
+            self.insns += out.insns
+            if out.trace is not None:
+                goid = self.current.goid
+                step = max(SP_SAMPLE, out.trace.steps // SP_POINTS)
+                self.sp_trace += [(base + i, goid, out.trace.regs_at(i)["rsp"])
+                                  for i in range(0, out.trace.steps, step)]
             seen = len(self.events)
-            if reason == "morestack":
+            if out.status == "stopped" and self._stop_reason == "morestack":
                 self._morestack()
-            elif reason == "goexit":
+            elif out.status == "stopped" and self._stop_reason == "goexit":
                 self._goexit()
-            elif reason == "lessstack":
+            elif out.status == "stopped" and self._stop_reason == "lessstack":
                 self._lessstack()
-            elif time.monotonic() >= deadline:
+            elif out.status == "budget" and out.reason == "timeout":
                 raise GoStackError(f"timed out after {timeout:g} s")
-            else:  # emu_start's own count ran out (without count_insns the budget applies per slice)
+            elif out.status == "budget" and self._next_preempt is not None and self.insns >= self._next_preempt:
+                # sysmon (runtime/proc.go: retake -> preemptone) asks the running goroutine to yield
+                self._next_preempt += self._preempt_every
+                self.request_preempt(self.current)
+            elif out.status == "budget":
                 raise GoStackError(f"instruction budget of {max_insns} exhausted")
+            else:
+                f = self.program.binary.findfunc(out.pc)
+                raise GoStackError(f"goroutine {self.current.goid} stopped in {f.name if f else '?'} "
+                                   f"at {out.pc:#x}: {out.message}")
             if until is not None and any(until(e) for e in self.events[seen:]):
                 return self
 
@@ -707,25 +682,25 @@ class Runtime:
 
     def _gogo(self, g: Goroutine, first: bool = False) -> None:
         # asm_amd64.s: gogo restores SP, BP, ctxt (DX), g (R14) and jumps to sched.pc; nothing else survives
-        uc = self.uc
+        regs = self.m.regs
         for r in SCRATCH_REGS:
-            uc.reg_write(r, POISON)
+            regs[r] = POISON
         if first:
             for r, v in zip(INT_ARG_REGS, g.args):
-                uc.reg_write(r, v & (2**64 - 1))
-        uc.reg_write(X.UC_X86_REG_RSP, self.gget(g, "sched.sp"))
-        uc.reg_write(X.UC_X86_REG_RBP, self.gget(g, "sched.bp"))
-        uc.reg_write(X.UC_X86_REG_RDX, self.gget(g, "sched.ctxt"))
-        uc.reg_write(X.UC_X86_REG_R14, g.g)
-        uc.reg_write(X.UC_X86_REG_RIP, self.gget(g, "sched.pc"))
+                regs[r] = v & (2**64 - 1)
+        regs["rsp"] = self.gget(g, "sched.sp")
+        regs["rbp"] = self.gget(g, "sched.bp")
+        regs["rdx"] = self.gget(g, "sched.ctxt")
+        regs["r14"] = g.g
+        regs["rip"] = self.gget(g, "sched.pc")
 
     def _goexit(self) -> None:
         g = self.current
-        g.result = self.uc.reg_read(X.UC_X86_REG_RAX)
+        g.result = self.m.regs["rax"]
         if g.result >= 2**63:
             g.result -= 2**64
         g.status = "done"
-        sp = self.uc.reg_read(X.UC_X86_REG_RSP)
+        sp = self.m.regs["rsp"]
         lo, hi = self.stack_of(g)
         self._event("exit", g, self.program.goexit + 1, sp, (lo, hi), (lo, hi), self.gget(g, "stackguard0"),
                     self.gget(g, "stackguard0"), hi - sp)
@@ -733,15 +708,15 @@ class Runtime:
 
     # ---------------------------------------------------------------- morestack / newstack
     def _morestack(self) -> None:
-        uc, g = self.uc, self.current
-        if uc.reg_read(X.UC_X86_REG_R14) != g.g:
+        regs, g = self.m.regs, self.current
+        if regs["r14"] != g.g:
             raise GoStackError("R14 does not hold the running goroutine's g")
-        sp = uc.reg_read(X.UC_X86_REG_RSP)
+        sp = regs["rsp"]
         # asm_amd64.s morestack: f's PC is at 0(SP), f's SP is 8(SP)
         self.gset(g, "sched.pc", self.read64(sp))
         self.gset(g, "sched.sp", sp + 8)
-        self.gset(g, "sched.bp", uc.reg_read(X.UC_X86_REG_RBP))
-        self.gset(g, "sched.ctxt", uc.reg_read(X.UC_X86_REG_RDX))
+        self.gset(g, "sched.bp", regs["rbp"])
+        self.gset(g, "sched.ctxt", regs["rdx"])
         self._newstack(g)
 
     def _newstack(self, g: Goroutine) -> None:
@@ -789,8 +764,7 @@ class Runtime:
         used = old[1] - sp
         new = self.stackalloc(newsize)
         delta = new[1] - old[1]
-        buf = bytearray(self.uc.mem_read(old[1] - used, used))  # memmove, done on a Python copy
-        frames_before = self._walk(pc, sp, _reader(buf, sp))
+        buf = bytearray(self.m.read(old[1] - used, used))  # memmove, done on a Python copy
         base = new[1] - used
 
         def adjust_word(addr) -> int:  # stack.go: adjustpointer, for a word of the new stack
@@ -808,10 +782,11 @@ class Runtime:
                 self.gset(g, name, p + delta)
                 n += name == "sched.bp"
         frames_after = self._walk(pc, base, _reader(buf, base))
+        frames_before = [Frame(f.func, f.pc, f.sp - delta, f.fp - delta) for f in frames_after[:EVENT_FRAMES]]
         for fr in frames_after:  # adjustframe: the saved BP sits just below the return address
             if fr.fp - 8 > fr.sp:
                 n += adjust_word(fr.fp - 16)
-        self.uc.mem_write(base, bytes(buf))
+        self.m.write(base, bytes(buf))
         self.bytes_copied += used
         self.gset(g, "stack.lo", new[0])
         self.gset(g, "stack.hi", new[1])
@@ -850,11 +825,12 @@ class Runtime:
         size = self.initial_stack
         while size < frame + self.stack_guard + args + 8:
             size *= 2
-        new = self.stackalloc(size)
+        cached = self._cache.get(size)
+        new = cached.pop() if cached else self.stackalloc(size)
         # The new segment starts with a copy of f's arguments and a fake return address into lessstack.
         new_sp = new[1] - args - 8
         if args:
-            self.uc.mem_write(new_sp + 8, bytes(self.uc.mem_read(sp + 8, args)))
+            self.m.write(new_sp + 8, self.m.read(sp + 8, args))
         self.write64(new_sp, LESSSTACK)
         g.segments.append(Segment(old, guard_before, sp, self.read64(sp), new))
         self.gset(g, "stack.lo", new[0])
@@ -870,16 +846,21 @@ class Runtime:
         """Go <= 1.2 runtime.lessstack: f returned into the stub -- go back to the old segment and free the new."""
         g = self.current
         seg = g.segments.pop()
-        sp = self.uc.reg_read(X.UC_X86_REG_RSP)
+        sp = self.m.regs["rsp"]
         guard_before = self.gget(g, "stackguard0")
         self.gset(g, "stack.lo", seg.old[0])
         self.gset(g, "stack.hi", seg.old[1])
         guard = seg.old_guard if guard_before != self.stack_preempt else self.stack_preempt
         self.gset(g, "stackguard0", guard)
-        self.stackfree(seg.new)
+        # Go <= 1.2 kept freed segments in a per-M cache (stack.c: stackfree -> stackcache); so does the model
+        cached = self._cache.setdefault(seg.new[1] - seg.new[0], [])
+        if len(cached) < SEGMENT_CACHE:
+            cached.append(seg.new)
+        else:
+            self.stackfree(seg.new)
         self.switches += 1
-        self.uc.reg_write(X.UC_X86_REG_RSP, seg.ret_sp + 8)
-        self.uc.reg_write(X.UC_X86_REG_RIP, seg.ret_pc)
+        self.m.regs["rsp"] = seg.ret_sp + 8
+        self.m.regs["rip"] = seg.ret_pc
         self._event("unsplit", g, seg.ret_pc, sp, seg.new, seg.old, guard_before, guard, seg.old[1] - seg.ret_sp - 8,
                     func=self._fname(seg.ret_pc))
 
@@ -899,7 +880,7 @@ class Runtime:
             lo, hi = (segs[-1].new if segs else self.stack_of(g)) if g.segments else self.stack_of(g)
             if not lo <= sp < hi:
                 lo, hi = self._stack_containing(sp)
-            chunk = _reader(self.uc.mem_read(sp, hi - sp), sp)
+            chunk = _reader(self.m.read(sp, hi - sp), sp)
             frames = self._walk(pc, sp, chunk)
             out += frames
             last_ret = chunk(frames[-1].fp - 8) if frames else pc
@@ -918,29 +899,29 @@ class Runtime:
     def _walk(self, pc: int, sp: int, read) -> list[Frame]:
         """Unwind one contiguous stack; stops at runtime.goexit or at a return into lessstack."""
         b = self.program.binary
+        known = self._pc_info  # pc -> (function name, pcsp delta): recursion repeats the same few PCs
         out = []
-        while True:
-            if pc == LESSSTACK:
-                if out:
-                    out.pop()  # the frame that returns to lessstack was already listed; keep it
-                    out.append(Frame(*_last))
-                return out
-            f = b.findfunc(pc)
-            if f is None:
-                raise GoStackError(f"traceback: pc {pc:#x} is not in any function")
-            if f.name == "runtime.goexit":
-                return out
-            fp = sp + b.pcsp(f, pc) + 8
-            _last = (f.name, pc, sp, fp)
-            out.append(Frame(f.name, pc, sp, fp))
+        while pc != LESSSTACK:
+            info = known.get(pc)
+            if info is None:
+                f = b.findfunc(pc)
+                if f is None:
+                    raise GoStackError(f"traceback: pc {pc:#x} is not in any function")
+                info = known[pc] = (f.name, None if f.name == "runtime.goexit" else b.pcsp(f, pc))
+            name, delta = info
+            if delta is None:
+                break
+            fp = sp + delta + 8
+            out.append(Frame(name, pc, sp, fp))
             pc, sp = read(fp - 8), fp
+        return out
 
     def snapshot(self, g: Goroutine | None = None) -> dict:
         """The g fields and a traceback (function, pc, sp, fp) of a goroutine that is not running."""
         g = g or self.goroutines[-1]
         snap = {"goid": g.goid, "status": g.status, **self.gfields(g)}
         if g is self.current:  # running: sched is stale, use the CPU registers
-            snap["frames"] = self.traceback(g, self.uc.reg_read(X.UC_X86_REG_RIP), self.uc.reg_read(X.UC_X86_REG_RSP))
+            snap["frames"] = self.traceback(g, self.m.regs["rip"], self.m.regs["rsp"])
         else:
             snap["frames"] = [] if g.status == "done" else self.traceback(g)
         return snap
@@ -976,14 +957,14 @@ class Runtime:
 
 def run_recursion(which: str = "small", depth: int = 100, initial_stack: int = 2048, policy: str = "copying",
                   preempt_every: int | None = None, program: GoProgram | None = None, trace_sp: bool = False,
-                  max_insns: int = 50_000_000, timeout: float = 30.0, count_insns: bool = True) -> Runtime:
+                  max_insns: int = 50_000_000, timeout: float = 30.0) -> Runtime:
     """Run STACKS_GO's worker() (``which`` frame size, ``depth`` levels) in the emulator; the runtime is returned."""
     if which not in FRAME_FUNCS:
         raise GoStackError(f"which must be one of {', '.join(FRAME_FUNCS)}, not {which!r}")
     if not isinstance(depth, int) or not 0 <= depth <= MAX_DEPTH:
         raise GoStackError(f"depth must be an integer in [0, {MAX_DEPTH}], not {depth!r}")
     prog = program or GoProgram.example()
-    rt = Runtime(prog, initial_stack=initial_stack, policy=policy, trace_sp=trace_sp, count_insns=count_insns)
+    rt = Runtime(prog, initial_stack=initial_stack, policy=policy, trace_sp=trace_sp)
     rt.write_global("main.N", depth)
     rt.write_global("main.Which", FRAME_FUNCS[which])
     rt.go("main.worker")
@@ -994,7 +975,7 @@ def run_recursion(which: str = "small", depth: int = 100, initial_stack: int = 2
 
 def emulated_moves(rt: Runtime, depth: int) -> NativeRun:
     """What the emulated worker's frames recorded, in the same shape as a native run."""
-    raw = bytes(rt.uc.mem_read(rt.global_addr("main.delta"), 8 * (min(depth, MAX_DEPTH) + 1)))
+    raw = rt.m.read(rt.global_addr("main.delta"), 8 * (min(depth, MAX_DEPTH) + 1))
     delta = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
     which = next(k for k, v in FRAME_FUNCS.items() if v == rt.read_global("main.Which"))
     return NativeRun(which, depth, rt.read_global("main.Result"), delta)

@@ -225,7 +225,9 @@ def test_segmented_stacks_give_the_same_results(prog):
         kinds = [e.kind for e in rt.events]
         assert kinds.count("split") == kinds.count("unsplit") > 0 and "grow" not in kinds
         assert rt.read_global("main.Result") == expected_sum(which, depth)
-        assert not rt.stacks.keys() - {rt.stack_of(rt.goroutines[0])[0]}, "every segment was freed"
+        cached = {seg[0] for segs in rt._cache.values() for seg in segs}
+        assert rt.stacks.keys() == {rt.stack_of(rt.goroutines[0])[0]} | cached, "every segment was freed or cached"
+        assert len(cached) <= 16
 
 
 def test_hot_split_costs_a_switch_per_iteration_only_when_segmented(prog):
@@ -281,3 +283,36 @@ def test_stackguard0_is_written_only_by_the_go_runtime():
     assert {"copystack", "newstack", "execute", "malg"} <= funcs
     assert not {"runtime.morestack", "runtime.morestack_noctxt"} & funcs
     assert all(file.startswith("src/runtime/") for file, *_ in w)
+
+
+# ----------------------------------------------------------------------------- the viewer widget
+
+
+def test_viewer_draws_steps_events_and_reports_bad_input_in_one_line(prog):
+    from helpers.widgets.gostack import StackGrowthViewer
+
+    w = StackGrowthViewer(program=prog, delay=0)
+    assert "stack-growth-viewer" in w.box._dom_classes and w.image.value and w.status.value == ""
+    assert w.event.max == len(w._cache[w.params()].events) - 1
+    n = w.renders
+    w.event.value = 2
+    assert w.renders == n + 1 and "event 2:" in w.text.value and "frames before" in w.text.value
+    w.depth.value = 5000  # too deep for medium frames in the viewer
+    assert "too deep" in w.status.value and "Traceback" not in w.status.value
+    w.depth.value = 40
+    w.preempt.value = 1500
+    assert w.status.value == "" and "preempt" in w.text.value
+    before = w.renders
+    w.run_button.click()
+    assert w.renders == before + 1
+
+
+def test_timeline_marks_every_growth(prog):
+    from helpers.viz import gostack as viz
+
+    rt = run_recursion("medium", 40, trace_sp=True, program=prog)
+    fig = viz.draw_timeline(rt)
+    ax = fig.axes[0]
+    grow_markers = [l for l in ax.lines if l.get_marker() == "^"]
+    assert len(grow_markers) == len(rt.grows())
+    assert rt.sp_trace and all(seg["lo"] < seg["guard"] < seg["hi"] for seg in rt.stack_history())
