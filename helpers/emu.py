@@ -49,6 +49,13 @@ How it stays fast and exact (unicorn quirks met on the way, each checked in test
 * A fetch fault in any instruction of a translation block aborts the whole block: instructions before
   it in the same block do not run (a real CPU would run them). ``insns`` reports what unicorn ran.
 * Unicorn reports a non-canonical access (64-bit) as "unmapped read/write" at a truncated address.
+* ``until`` is implemented by unicorn as an imitated ``hlt`` at that address, so a real ``hlt`` that ends
+  right at ``until`` (the last instruction of ``run(code)``) looks identical. A code hook bounded to
+  ``until - 1`` (only when that byte is 0xF4) notes the counter when a hlt there starts.
+* In a ``syscall`` hook unicorn advances RIP past the instruction *after* the hook returns, so an
+  ``on_syscall`` handler may change registers and memory but should not move the PC.
+* Hooks added after code was translated are only called if the translation already calls hooks at that
+  address; helpers.emu drops the affected translations when it adds or removes a hook.
 """
 from __future__ import annotations
 
@@ -626,6 +633,7 @@ class _Recorder:
         self.handles: list = []
         self.keep: list = []
         self.truncated = False
+        self.final: bytes | None = None
         if m._env is not None:
             self.flags_mode = "lazy"
             view = memoryview((ctypes.c_char * _REC).from_address(m._env)).cast("B")
@@ -712,7 +720,7 @@ class _Recorder:
 
     def finish(self, names: tuple) -> Trace:
         self.detach()
-        final = self.snapshot()
+        final = self.final if self.final is not None else self.snapshot()
         store = self.store                 # handed over, not copied (the recorder is done)
         with memoryview(store) as mv, mv.cast("Q") as q:
             pcs = set(q[16::_REC // 8])
@@ -808,7 +816,7 @@ class Machine:
         self._event = None
         self._mem_fault = None
         self._stop_reason: str | None = None
-        self._chunk = {False: 200_000, True: 20_000}
+        self._chunk = {False: 100_000, True: 20_000}   # instructions per emu_start; adapted to ~50 ms
         self._bind()
         self.uc.hook_add(unicorn.UC_HOOK_INTR, self._hook_intr)
         self.uc.hook_add(unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT, self._hook_mem_invalid)
@@ -928,7 +936,7 @@ class Machine:
         except UcError:
             raise EmuError(f"cannot write {len(data)} bytes at {addr:#x}: not mapped") from None
         self._dirty.append((addr, addr + len(data)))
-        if self._recorder is not None and self._running:
+        if self._recorder is not None and self._running and self._recorder.handles:
             self._recorder.host_write(addr, data)
 
     def read(self, addr: int, n: int) -> bytes:
@@ -1266,6 +1274,7 @@ class Machine:
                                         pc, until_addr, raw)
                 if traced and result is None and rec.room() <= 0:
                     rec.truncated = True
+                    rec.final = rec.snapshot()   # the state after the last recorded step
                     rec.detach()
         finally:
             self._running = False

@@ -11,7 +11,6 @@ import pytest
 import unicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from unicorn import x86_const as X
 
 from helpers.emu import (CODE_BASE, DATA_BASE, STACK_BASE, STACK_SIZE, STATUSES, EmuError, FaultInfo, Machine,
                          Outcome, Trace, TraceSpec)
@@ -502,7 +501,8 @@ def test_trace_with_fault_budget_and_truncation():
     out = m.run(h("48ffc0 ebfb"), trace=TraceSpec(max_steps=10, regs=("rax",)), max_insns=1000)
     assert out.insns == 1000 and out.trace.steps == 10 and out.trace.truncated
     assert set(out.trace.step(0).reg_changes) == {"rax"}
-    assert out.trace.regs_at(10)["rip"] == out.trace.step(9).next_pc
+    assert out.trace.regs_at(10)["rip"] == out.trace.step(9).next_pc == B
+    assert out.trace.regs_at(10)["rax"] == out.trace.regs_at(0)["rax"] + 5     # 5 × (inc ; jmp)
 
 
 def test_trace_records_hook_writes_and_redirects():
