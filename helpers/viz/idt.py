@@ -26,7 +26,8 @@ def draw_gate(raw, mode: str = "long", title: str | None = None, figsize=(9, 2.6
     nbits = len(raw) * 8
     rows = nbits // ROW_BITS
     fig = new_figure(figsize=(figsize[0], 1.0 + 1.0 * rows))
-    ax = fig.add_subplot()
+    fig.set_layout_engine("none")  # fixed axes box: constrained layout costs half the redraw time here
+    ax = fig.add_axes((0.01, 0.0, 0.98, 0.88))
     ax.set_xlim(-0.5, ROW_BITS + 0.5)
     ax.set_ylim(-rows * 1.6 - 0.2, 0.9)
     ax.axis("off")
@@ -60,7 +61,8 @@ def draw_frame(delivery, figsize=(6.5, 3.6)):
     """The stack after delivery: the pushed slots (highest address on top), where RSP points, and the
     RFLAGS.IF before and after."""
     fig = new_figure(figsize=figsize)
-    ax = fig.add_subplot()
+    fig.set_layout_engine("none")
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.axis("off")
     if delivery.delivered is None:
         ax.text(0.5, 0.5, "triple fault: no handler runs, the CPU shuts down", ha="center", va="center",
@@ -71,7 +73,7 @@ def draw_frame(delivery, figsize=(6.5, 3.6)):
     ax.set_xlim(0, 10)
     ax.set_ylim(-1.6, n + 1.4)
     top = slots[0].address + 8
-    ax.text(1.0, n + 0.45, f"{top:#x}  (new stack top, 16-byte aligned)", fontsize=7, family="monospace")
+    ax.text(1.0, n + 0.45, f"{top:#x}  (stack top, aligned down to 16 bytes)", fontsize=7, family="monospace")
     for i, s in enumerate(slots):
         y = n - 1 - i
         colour = "#F0E442" if s.name == "RFLAGS" else "#56B4E9" if s.name in ("RIP", "CS") else \
@@ -82,11 +84,11 @@ def draw_frame(delivery, figsize=(6.5, 3.6)):
     ax.add_patch(FancyArrowPatch((8.2, 0.45), (6.7, 0.45), arrowstyle="->", mutation_scale=12))
     ax.text(8.3, 0.45, "RSP", va="center", fontsize=9, family="monospace")
     flags_before, flags_after = delivery.rflags_before, delivery.rflags
-    ax.text(0.0, -0.7, f"RFLAGS {flags_before:#x} -> {flags_after:#x}    IF {int(delivery.if_before)} -> "
+    ax.text(0.2, -0.7, f"RFLAGS {flags_before:#x} -> {flags_after:#x}    IF {int(delivery.if_before)} -> "
                        f"{int(delivery.if_after)}", fontsize=8, family="monospace")
     where = f"new stack ({delivery.stack_source})" if delivery.stack_switched else "same stack"
     faults = ", ".join(f"{f} ({c:#x})" for f, c in delivery.faults) or "none"
-    ax.text(0.0, -1.35, f"vector {delivery.delivered}, {delivery.gate.kind} gate, {where}; faults: {faults}",
+    ax.text(0.2, -1.35, f"vector {delivery.delivered}, {delivery.gate.kind} gate, {where}; faults: {faults}",
             fontsize=8, family="monospace")
     return fig
 
