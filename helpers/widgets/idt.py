@@ -106,7 +106,7 @@ class DeliveryViewer(LiveView):
         self.software = W.Checkbox(value=True, description="software INT n")
         self.trigger = W.Button(description="Trigger int n", button_style="primary")
         self.trigger.add_class("delivery-trigger")
-        self.trigger.on_click(lambda _b: self.redraw())
+        self.trigger.on_click(lambda _b: self._debounce.trigger())  # clicks coalesce like slider drags
         self.watch(self.vector, self.kind, self.dpl, self.ist, self.present, self.cpl, self.software)
         controls = W.VBox([self.vector, self.kind, self.dpl, self.ist, self.present, self.cpl, self.software,
                            self.trigger])
