@@ -193,11 +193,6 @@ class GoBinary:
         return _dwarf_structs(str(self.path))[name][0]
 
 
-@lru_cache(maxsize=4096)
-def _pcsp_runs_cached(path: str, off: int, entry: int, data: bytes) -> tuple:
-    return tuple(pcvalue_steps(data, 0, entry))
-
-
 def _pcsp_runs(b: GoBinary, f: Func):
     if f.pcsp == 0:
         return ()

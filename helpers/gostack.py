@@ -3,7 +3,7 @@
 Serves chapter 4b (article §4.2, claims C50-C55), the stack-growth viewer and the stack-growth lab.
 
 What is real: the machine code. A Go program built by the pinned Go (helpers.toolchain.go_build) is mapped
-into unicorn at its own addresses and its functions run unmodified, including the compiler's stack-check
+into a helpers.emu Machine (unicorn) at its own addresses and runs unmodified, including the compiler's stack-check
 prologue ``CMPQ SP, 16(R14); JBE morestack`` (cmd/internal/obj/x86/obj6.go: stacksplit).
 
 What is modelled: the runtime. A fake ``g`` lives in emulated memory with the field offsets read from the
@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from helpers import toolchain
-from helpers.emu import EmuError, Machine, TraceSpec
+from helpers.emu import Machine, TraceSpec
 from helpers.goelf import GoBinary, GoBinaryError, runtime_constants
 
 # ------------------------------------------------------------------------------------------- layout

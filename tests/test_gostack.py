@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import goelf
-from helpers.gostack import (FRAME_FUNCS, GoProgram, GoStackError, Runtime, emulated_moves, expected_sum,
+from helpers.gostack import (GoProgram, GoStackError, Runtime, emulated_moves, expected_sum,
                              hot_split_depth, predict_growth, run_hot_split, run_recursion, stackguard0_writers)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
