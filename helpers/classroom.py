@@ -440,6 +440,8 @@ def rehearse(root: Path, notebooks: dict[str, Path] | None = None, pythonpath=()
     submissions (the reference solution, the untouched student version, and a partly wrong one) and
     record the scores and where the checker's feedback for the wrong answer shows up."""
     notebooks = lab_notebooks() if notebooks is None else notebooks
+    if not notebooks:
+        raise ClassroomError(f"no labs to rehearse (expected {LABS_DIR}/<lab>/<lab>.ipynb)")
     course = Course(root, COURSE_LAYOUT, pythonpath=pythonpath)
     report = {}
     with _nbgrader_env(pythonpath):  # importing a fixture lab module needs the same path as its kernels
@@ -522,6 +524,9 @@ def main(argv=None) -> int:
                 chosen = {}
                 for item in args.lab:
                     name, _, nb = item.partition("=")
+                    if not nb and name not in lab_notebooks():
+                        raise ClassroomError(f"no lab notebook labs/{name}/{name}.ipynb; labs: "
+                                             f"{', '.join(lab_notebooks()) or 'none yet'}")
                     chosen[name] = Path(nb) if nb else lab_notebooks()[name]
             report = rehearse(args.root, chosen, args.pythonpath, feedback=not args.no_feedback)
             if args.report:

@@ -377,3 +377,14 @@ def test_lab_problems_match_the_golden_record(name):
         pytest.skip(f"no golden record for {name}: UPDATE_GOLDEN=1 pytest tests/test_labs_cli.py -k golden")
     assert text == path.read_text(), (f"{name}'s problems for a seed changed; students' seeds would now mean other "
                                       f"problems. If intended: UPDATE_GOLDEN=1 pytest tests/test_labs_cli.py -k golden")
+
+
+@needs_labs
+@pytest.mark.parametrize("name", REAL_LABS)
+def test_instructors_guide_covers_the_lab(name):
+    guide = (ROOT / "labs" / "README.md").read_text()
+    module = labs.load(name)
+    assert f"\n### {name}\n" in guide, f"labs/README.md needs a '### {name}' section (objectives, prerequisites, time)"
+    section = guide.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0]
+    assert module.CHAPTER in section, f"the {name} section should name its chapter, {module.CHAPTER}"
+    assert f"[`{name}`]({name}/{name}.ipynb)" in guide, "and the table at the top should list it"
