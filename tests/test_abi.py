@@ -163,3 +163,13 @@ def test_draw_placement_and_mcall():
     assert "callee pops 4 byte(s)" in fig.axes[0].get_title()
     fig = draw_mcall({"saves_to_g_sched": ["g.sched.pc"]})
     assert len(fig.axes) == 2
+
+
+def test_widget_without_compilers_still_draws(monkeypatch):
+    from helpers.widgets import abi as wabi
+
+    def missing(*_a, **_k):
+        raise toolchain.ToolMissing("zig not found: pip install ziglang==0.17.1 (or run `make lab`)")
+    monkeypatch.setattr(wabi.abi, "compiled_calls", missing)
+    w = wabi.CallConvView(delay=0)
+    assert "no compiled call: zig not found" in w.listing.value and "%eax" in w.text.value

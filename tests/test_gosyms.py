@@ -146,3 +146,10 @@ def test_plugins():
     p = G.plugin_build(cgo=True)
     assert G.run_plugin_host(True, p.path) == "hello from the plugin, host"
     assert G.run_plugin_host(False, p.path) == "plugin.Open error: plugin: not implemented"
+
+
+def test_go_missing_is_one_line(monkeypatch):
+    monkeypatch.setattr(toolchain, "tools", lambda: {k: None for k in toolchain.HINTS})
+    with pytest.raises(toolchain.ToolMissing, match="go not found") as e:
+        toolchain.go_build(G.HELLO_GO + "// uncached variant\n")
+    assert "\n" not in str(e.value)
