@@ -35,9 +35,11 @@ How it stays fast and exact (unicorn quirks met on the way, each checked in test
   by calibration): no Python frame and no foreign call per instruction. Register diffs, EFLAGS (QEMU keeps
   them lazily as cc_op/cc_src/cc_dst; they are rebuilt by handing the recorded bytes back to a scratch
   unicorn's ``cpu_compute_eflags``) and disassembly are all computed lazily when a step is inspected.
-* Redirecting from a hook: a handled interrupt or address hook always ends the current ``emu_start``
-  (``emu_stop``) and :meth:`Machine.run` restarts at whatever PC the callback left, until the budget,
-  the timeout or a terminal event. A hook that did not move the PC is skipped once on restart.
+* Redirecting from a hook: a handled interrupt always ends the current ``emu_start`` (``emu_stop``) and
+  :meth:`Machine.run` restarts at whatever PC the callback left, until the budget, the timeout or a
+  terminal event. So does an address hook that moved the PC, wrote memory or changed mappings (the
+  translation cache is refreshed before the restart); one that only read or set other registers lets
+  the instruction run in place. A hook that stopped without moving the PC is skipped once on restart.
 * Timeout: not unicorn's timer thread (its stop can race with the count hook and miscount by one), but
   chunks of instructions sized from the measured rate (~50 ms each), with the clock checked in between.
 * ``uc_mem_write`` does not invalidate translated blocks: rewriting code and running again executes the
@@ -922,6 +924,7 @@ class Machine:
             self.uc.mem_protect(lo, hi - lo, _perms(perms))
         except UcError as e:
             raise EmuError(f"cannot protect {lo:#x}-{hi:#x}: {e}") from None
+        self._dirty.append((lo, hi))
 
     def write(self, addr: int, data) -> None:
         """Write bytes (ignores page permissions, as a debugger does)."""
@@ -1125,6 +1128,7 @@ class Machine:
             self._skip_at = None
             return
         err = None
+        dirty = len(self._dirty)
         for addr, cb in list(self._addr_hooks.values()):
             if addr != address:
                 continue
@@ -1134,6 +1138,8 @@ class Machine:
             except Exception as e:  # noqa: BLE001
                 err = e
                 break
+        if err is None and self._stop_reason is None and len(self._dirty) == dirty and self.pc == address:
+            return   # registers only (or nothing) changed: the instruction runs now, no restart needed
         self._event = ("code", address, err)
         uc.emu_stop()
 

@@ -593,3 +593,25 @@ def test_hooks_and_budget_on_slow_paths(slow_paths):
     test_trace_with_fault_budget_and_truncation()
     for budget in (1, 7, 1000):
         test_budget_is_exact_on_jmp_self("x86_64", budget)
+
+
+def test_hook_that_rewrites_code_ahead_takes_effect():
+    # the rewritten instruction is in the same translation block as the hook: stale unless refreshed
+    m = Machine("x86_64")
+    m.hook_address(B, lambda machine, a: machine.write(B + 1, h("b802000000")))  # -> mov eax, 2
+    out = m.run(h("90 b801000000 f4"))              # nop (hooked) ; mov eax, 1 ; hlt
+    assert out.status == "halted" and m.regs["eax"] == 2 and out.insns == 3
+
+
+def test_hook_setting_registers_only_needs_no_restart():
+    m = Machine("x86_64")
+    visits = []
+
+    def bump(machine, a):
+        visits.append(a)
+        machine.regs["rbx"] = machine.regs["rbx"] + 10
+    m.hook_address(B + 5, bump)
+    # mov ecx, 2000 ; l: inc rax (hooked) ; dec ecx ; jnz l ; hlt
+    out = m.run(h("b9d0070000 48ffc0 ffc9 75f9 f4"))
+    assert out.status == "halted" and len(visits) == 2000
+    assert (m.regs["rax"], m.regs["rbx"], out.insns) == (2000, 20000, 1 + 3 * 2000 + 1)
