@@ -30,6 +30,10 @@ from elftools.elf.elffile import ELFFile
 from helpers import toolchain
 from helpers.elf import read_elf
 
+# A cold zig cache builds musl (and compiler-rt) from source for the first static musl executable: minutes on a
+# small CI machine. Later builds take a second. Go builds of the standard library behave the same way.
+BUILD_TIMEOUT = 900
+
 # ---- the programs ------------------------------------------------------------------------------------------
 C_HELLO = '#include <stdio.h>\n\nint main(void) {\n    printf("Hello, World\\n");\n    return 0;\n}\n'
 # The same program without `return 0`: what the article calls undefined behaviour (article §1).
@@ -297,14 +301,15 @@ def _row(name: str, build: toolchain.Build, run: bool = True) -> BuildRow:
 def hello_builds() -> list[BuildRow]:
     """Hello world in C (gcc if present: dynamic and static; zig cc: static musl) and in Go, built and run."""
     rows = []
+    gcc = dict(compiler="gcc", output="exe", timeout=BUILD_TIMEOUT)
     if toolchain.have("gcc"):
-        rows.append(_row("C, gcc -O2", toolchain.cc(C_HELLO, compiler="gcc", output="exe", flags=("-O2",))))
-        rows.append(_row("C, gcc -O2 -static",
-                         toolchain.cc(C_HELLO, compiler="gcc", output="exe", flags=("-O2", "-static"))))
+        rows.append(_row("C, gcc -O2", toolchain.cc(C_HELLO, flags=("-O2",), **gcc)))
+        rows.append(_row("C, gcc -O2 -static", toolchain.cc(C_HELLO, flags=("-O2", "-static"), **gcc)))
     rows.append(_row("C, zig cc musl -static", toolchain.cc(C_HELLO, compiler="zig", target="x86_64-linux-musl",
-                                                            output="exe", flags=("-O2", "-static", "-s"))))
-    rows.append(_row("Go, go build", toolchain.go_build(GO_HELLO)))
-    rows.append(_row("Go, go build -ldflags=-s -w", toolchain.go_build(GO_HELLO, ldflags="-s -w")))
+                                                            output="exe", flags=("-O2", "-static", "-s"),
+                                                            timeout=BUILD_TIMEOUT)))
+    rows.append(_row("Go, go build", toolchain.go_build(GO_HELLO, timeout=BUILD_TIMEOUT)))
+    rows.append(_row("Go, go build -ldflags=-s -w", toolchain.go_build(GO_HELLO, ldflags="-s -w", timeout=BUILD_TIMEOUT)))
     return rows
 
 
@@ -336,7 +341,7 @@ def linkage_matrix() -> list[dict]:
     rows = []
     for name, src in (("hello (fmt)", GO_HELLO), ("net.LookupHost", GO_NET), ("os/user.Current", GO_USER)):
         for cgo in (False, True):
-            info = read_elf(toolchain.go_build(src, cgo=cgo).path)
+            info = read_elf(toolchain.go_build(src, cgo=cgo, timeout=BUILD_TIMEOUT).path)
             rows.append({"program": name, "CGO_ENABLED": int(cgo), "static": info.is_static,
                          "PT_INTERP": info.interp or "-", "DT_NEEDED": ", ".join(info.needed) or "-"})
     return rows
@@ -357,7 +362,7 @@ def exit_status_matrix(stds=("c89", "c99", "c11"), opts=("-O0", "-O2")) -> list[
             for opt in opts:
                 flags = (f"-std={std}", opt, "-Wall") + (("-static",) if comp == "zig" else ())
                 b = toolchain.cc(C_HELLO_NO_RETURN, compiler=comp, output="exe", flags=flags,
-                                 target="x86_64-linux-musl" if comp == "zig" else None)
+                                 target="x86_64-linux-musl" if comp == "zig" else None, timeout=BUILD_TIMEOUT)
                 p = toolchain.run([b.path], timeout=30)
                 rows.append({"compiler": "gcc" if comp == "gcc" else "zig cc (clang)", "std": std, "opt": opt,
                              "exit status": p.returncode, "warning": "-Wreturn-type" in b.output})
@@ -375,13 +380,13 @@ class VetResult:
 
 def vet(source: str = GO_IGNORED_ERROR) -> VetResult:
     """Build and run ``source``, then run ``go vet`` (all default analyzers) on it in a scratch module."""
-    b = toolchain.go_build(source)
+    b = toolchain.go_build(source, timeout=BUILD_TIMEOUT)
     out = toolchain.run([b.path], timeout=30).stdout.strip()
     work = toolchain.CACHE_DIR / "vet" / toolchain._digest(source)
     work.mkdir(parents=True, exist_ok=True)
     (work / "main.go").write_text(source)
     (work / "go.mod").write_text("module example\n\ngo 1.27\n")
-    p = toolchain.go("vet", ".", cwd=work, timeout=120)
+    p = toolchain.go("vet", ".", cwd=work, timeout=BUILD_TIMEOUT)
     return VetResult(True, out, p.returncode, (p.stdout + p.stderr).strip())
 
 
@@ -492,7 +497,7 @@ def probe_starting_stacks(warm_kib: int = 0, n: int = 8, godebug: str | None = N
     if not isinstance(warm_kib, int) or not 0 <= warm_kib <= 1 << 16:
         raise ValueError(f"warm_kib must be an integer in 0..65536, got {warm_kib!r}")
     guard = go_stack_constants()["stackGuard"]
-    b = toolchain.go_build(GO_STACK_PROBE)
+    b = toolchain.go_build(GO_STACK_PROBE, timeout=BUILD_TIMEOUT)
     env = {**os.environ, **({"GODEBUG": godebug} if godebug else {})}
     p = toolchain.run([b.path, str(warm_kib), str(n)], env=env, timeout=60, check=True)
     return [_round2(int(used) + guard) for used in p.stdout.split()]
@@ -501,7 +506,7 @@ def probe_starting_stacks(warm_kib: int = 0, n: int = 8, godebug: str | None = N
 def parked_goroutine_cost(n: int = 10000) -> dict[str, float]:
     """Bytes per parked goroutine (stack, heap, total from the OS) from runtime.MemStats deltas."""
     _positive(n=n)
-    b = toolchain.go_build(GO_PARKED)
+    b = toolchain.go_build(GO_PARKED, timeout=BUILD_TIMEOUT)
     d = json.loads(toolchain.run([b.path, str(n)], timeout=60, check=True).stdout)
     return {"goroutines": d["goroutines"], **{k: d[k] / n for k in ("stack_inuse", "heap_inuse", "sys")}}
 
@@ -509,10 +514,10 @@ def parked_goroutine_cost(n: int = 10000) -> dict[str, float]:
 def thread_default_stacks() -> dict[str, int]:
     """Default pthread stack size in bytes, per C library available: musl (zig cc, static) and glibc (gcc)."""
     out = {"musl": int(toolchain.run([toolchain.cc(C_THREAD_STACK, compiler="zig", target="x86_64-linux-musl",
-                                                   output="exe", flags=("-O2", "-static")).path],
+                                                   output="exe", flags=("-O2", "-static"), timeout=BUILD_TIMEOUT).path],
                                      timeout=30, check=True).stdout)}
     if toolchain.have("gcc"):
-        b = toolchain.cc(C_THREAD_STACK, compiler="gcc", output="exe", flags=("-O2", "-pthread"))
+        b = toolchain.cc(C_THREAD_STACK, compiler="gcc", output="exe", flags=("-O2", "-pthread"), timeout=BUILD_TIMEOUT)
         out["glibc"] = int(toolchain.run([b.path], timeout=30, check=True).stdout)
     return out
 
@@ -523,11 +528,12 @@ def creation_cost(n: int = 2000, rounds: int = 5) -> dict[str, float]:
     The thread program is built with gcc -pthread where present, else zig cc (static musl).
     """
     _positive(n=n, rounds=rounds)
-    go_bin = toolchain.go_build(GO_SPAWN).path
+    go_bin = toolchain.go_build(GO_SPAWN, timeout=BUILD_TIMEOUT).path
     if toolchain.have("gcc"):
-        c = toolchain.cc(C_SPAWN, compiler="gcc", output="exe", flags=("-O2", "-pthread"))
+        c = toolchain.cc(C_SPAWN, compiler="gcc", output="exe", flags=("-O2", "-pthread"), timeout=BUILD_TIMEOUT)
     else:
-        c = toolchain.cc(C_SPAWN, compiler="zig", target="x86_64-linux-musl", output="exe", flags=("-O2", "-static"))
+        c = toolchain.cc(C_SPAWN, compiler="zig", target="x86_64-linux-musl", output="exe", flags=("-O2", "-static"),
+                         timeout=BUILD_TIMEOUT)
     g = float(toolchain.run([go_bin, str(n), str(rounds)], timeout=120, check=True).stdout)
     t = float(toolchain.run([c.path, str(n), str(rounds)], timeout=120, check=True).stdout)
     return {"goroutine_ns": g, "thread_ns": t, "ratio": t / g, "thread_libc": "glibc" if toolchain.have("gcc") else "musl"}
@@ -586,7 +592,7 @@ def runtime_syscalls(path) -> dict[str, list[str]]:
 
 def proc_status() -> dict[str, object]:
     """Threads and caught signals of a Go hello-world-sized program, read from its own /proc/self/status."""
-    b = toolchain.go_build(GO_PROC_STATUS)
+    b = toolchain.go_build(GO_PROC_STATUS, timeout=BUILD_TIMEOUT)
     out = toolchain.run([b.path], timeout=30, check=True).stdout
     fields = dict(l.split(":", 1) for l in out.splitlines())
     mask = int(fields["SigCgt"].strip(), 16)
@@ -595,8 +601,8 @@ def proc_status() -> dict[str, object]:
 
 def write_barrier_listing() -> tuple[str, list[str]]:
     """``go tool objdump`` of ``main.store`` (a pointer store into a global) and the runtime calls it makes."""
-    b = toolchain.go_build(GO_WRITE_BARRIER)
-    p = toolchain.go("tool", "objdump", "-s", "^main.store$", str(b.path), timeout=60)
+    b = toolchain.go_build(GO_WRITE_BARRIER, timeout=BUILD_TIMEOUT)
+    p = toolchain.go("tool", "objdump", "-s", "^main.store$", str(b.path), timeout=BUILD_TIMEOUT)
     # objdump columns: file:line, address, encoding, instruction; keep the instruction (addresses are not the point)
     lines = [[f for f in l.split("\t") if f.strip()][-1].strip() for l in p.stdout.splitlines()
              if l.strip() and not l.startswith("TEXT")]
