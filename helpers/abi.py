@@ -248,13 +248,15 @@ def caller_source(conv, args, name: str = "f", attribute: str | None = None) -> 
 
 
 def pushed_registers(insns) -> list[str]:
-    """Registers a function's prologue pushes (``push %reg`` before the first non-push/mov-frame insn)."""
+    """Registers a function's prologue pushes: the run of ``push %reg`` at its start (a frame-pointer
+    ``mov %esp, %ebp`` in between is skipped)."""
     out = []
     for i in insns:
         if i.mnemonic.startswith("push") and i.op_str.startswith("%"):
             out.append(i.op_str[1:])
-        elif i.mnemonic.startswith(("mov", "sub", "lea")) and not out == [] and "%esp" not in i.op_str \
-                and "%rsp" not in i.op_str:
+        elif i.text in ("movl %esp, %ebp", "movq %rsp, %rbp"):
+            continue
+        else:
             break
     return out
 
