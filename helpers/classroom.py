@@ -50,7 +50,7 @@ REPO_LAYOUT = {
 COURSE_LAYOUT = {"source": "source", "release": "release", "submitted": "submitted", "autograded": "autograded",
                  "feedback": "feedback", "db": "gradebook.db"}
 
-CELL_TIMEOUT = 300  # seconds per cell while autograding; a cold Go build in a lab takes seconds, not minutes
+CELL_TIMEOUT = 120  # seconds per cell while autograding; a cold Go build in a lab takes seconds, not minutes
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"  # nbgrader's default ClearSolutions.code_stub for python
 SEED_LINE = re.compile(r"^\s*SEED\s*=\s*(\d+)\b", re.M)
 CHECK_CALL = re.compile(r"check\((?:[^()]|\([^()]*\))*?,\s*([A-Za-z_]\w*)\s*\)")

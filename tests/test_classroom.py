@@ -69,7 +69,7 @@ def rehearsal(tmp_path_factory, fixture_source) -> dict:
                                                                stderr=subprocess.PIPE, text=True)))
     report = {}
     for path, proc in procs:
-        out, err = proc.communicate(timeout=1500)
+        out, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, (out[-2000:], err[-3000:])
         report.update(json.loads(path.read_text()))
     return report
