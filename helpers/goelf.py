@@ -39,6 +39,9 @@ from helpers import elf as _elf
 from helpers import toolchain
 
 GO120_MAGIC = 0xFFFFFFF1  # internal/abi/symtab.go: Go120PCLnTabMagic
+PCDATA_STACK_MAP_INDEX = 1      # internal/abi/symtab.go
+FUNCDATA_ARGS_POINTER_MAPS = 0  # internal/abi/symtab.go
+FUNCDATA_LOCALS_POINTER_MAPS = 1
 PC_QUANTUM = 1  # internal/runtime/sys: PCQuantum on amd64
 
 
@@ -56,6 +59,8 @@ class Func:
     args: int       # in/out argument bytes (stack ABI0 view)
     pcsp: int       # offset of the pcsp table in pctab
     funcid: int
+    pcdata: tuple = ()    # offsets in pctab of the PCDATA tables (0 = none)
+    funcdata: tuple = ()  # offsets from go:func.* of the FUNCDATA blobs (None = none)
 
     def __contains__(self, pc: int) -> bool:
         return self.entry <= pc < self.end
@@ -143,9 +148,15 @@ class GoBinary:
             fo = pcln_off + func_off
             _e, name_off, args, _dr, pcsp = struct.unpack_from("<IiiII", p, fo)
             funcid = p[fo + 40]
+            npcdata, = struct.unpack_from("<I", p, fo + 28)
+            nfuncdata = p[fo + 43]
+            # the _func header is followed by pcdata [npcdata]uint32 and funcdata [nfuncdata]uint32
+            pcdata = struct.unpack_from(f"<{npcdata}I", p, fo + 44)
+            fdata = struct.unpack_from(f"<{nfuncdata}I", p, fo + 44 + 4 * npcdata)
             start = funcname_off + name_off
             name = p[start:p.index(b"\0", start)].decode()
-            funcs.append(Func(name, text + entry_off, text + end_off, args, pcsp, funcid))
+            funcs.append(Func(name, text + entry_off, text + end_off, args, pcsp, funcid, pcdata,
+                              tuple(None if d == 0xFFFFFFFF else d for d in fdata)))
         self.funcs = funcs
         self._entries = [f.entry for f in funcs]
         self._by_name = {f.name: f for f in funcs}
@@ -183,6 +194,41 @@ class GoBinary:
     def max_sp_delta(self, f: Func) -> int:
         """runtime/symtab.go: funcMaxSPDelta -- the most stack the function's own frame needs."""
         return max([0] + [v for _s, _e, v in _pcsp_runs(self, f)])
+
+    def pcdata_value(self, f: Func, table: int, pc: int) -> int:
+        """runtime/symtab.go: pcdatavalue -- the value of PCDATA table ``table`` at ``pc`` (-1 if none)."""
+        if table >= len(f.pcdata) or f.pcdata[table] == 0:
+            return -1
+        for start, end, val in pcvalue_steps(self._pctab, f.pcdata[table], f.entry):
+            if start <= pc < end:
+                return val
+        return -1
+
+    def stackmap(self, f: Func, kind: int, index: int) -> list[bool] | None:
+        """runtime/symtab.go: funcdata + stackmapdata -- bit ``i`` says word ``i`` holds a live pointer.
+
+        ``kind`` is FUNCDATA_ArgsPointerMaps (0) or FUNCDATA_LocalsPointerMaps (1); ``index`` the
+        PCDATA_StackMapIndex value. None when the function has no such map.
+        """
+        if kind >= len(f.funcdata) or f.funcdata[kind] is None:
+            return None
+        addr = self._gofunc + f.funcdata[kind]
+        n, nbit = struct.unpack("<ii", self._image(addr, 8))
+        if not 0 <= index < n:
+            raise GoBinaryError(f"{f.name}: stack map index {index} out of range [0, {n})")
+        stride = (nbit + 7) >> 3
+        data = self._image(addr + 8 + index * stride, stride)
+        return [bool(data[i >> 3] >> (i & 7) & 1) for i in range(nbit)]
+
+    @property
+    def _gofunc(self) -> int:
+        return self.symbol("go:func.*")  # moduledata.gofunc: the base of FUNCDATA offsets
+
+    def _image(self, addr: int, size: int) -> bytes:
+        for vaddr, data, _fl in self.segments:
+            if vaddr <= addr and addr + size <= vaddr + len(data):
+                return data[addr - vaddr:addr - vaddr + size]
+        raise GoBinaryError(f"address {addr:#x} is not in a PT_LOAD segment")
 
     # ------------------------------------------------------------------ DWARF
     def struct(self, name: str) -> dict[str, int]:

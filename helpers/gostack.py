@@ -15,8 +15,9 @@ binary's DWARF (:mod:`helpers.goelf`), its address in R14 as ABIInternal require
 * ``newstack``: a preemption request (stackguard0 == stackPreempt) is a preemption, not growth; otherwise
   double the size until ``funcMaxSPDelta(f) + stackGuard`` fits;
 * ``copystack``/``adjustframe``/``adjustctxt``: copy the used part to the top of a new stack, move SP and BP,
-  walk the frames with the pcsp table and fix each saved frame pointer, set ``stackguard0 = new.lo +
-  stackGuard``, free (unmap) the old stack, so a stale pointer faults at once;
+  walk the frames with the pcsp table, fix each saved frame pointer and each pointer slot the compiler's
+  stack maps mark live (FUNCDATA_ArgsPointerMaps/LocalsPointerMaps; stack objects are not modelled), set
+  ``stackguard0 = new.lo + stackGuard``, free (unmap) the old stack, so a stale pointer faults at once;
 * ``gogo``: resume at ``g.sched.pc`` (the prologue's retry jump) with only SP, BP, ctxt and R14 restored;
   every other general register is poisoned, as the real switch does not keep them either.
 
@@ -33,6 +34,7 @@ API::
     prog = GoProgram.example()              # STACKS_GO, built once and cached
     rt = Runtime(prog, initial_stack=2048, policy="copying")     # or "segmented"
     g = rt.go("main.small", 2000, 0)         # integer args in ABIInternal registers
+    run_recursion("medium", 60); run_chain(1000); run_hot_split("segmented", pad, n)   # recipes
     rt.run(max_insns=5_000_000)
     g.result; rt.events; rt.snapshot(g)
     rt.sysmon(every_insns=20_000); rt.gc()
@@ -49,6 +51,7 @@ from typing import NamedTuple
 
 from helpers import toolchain
 from helpers.emu import Machine, TraceSpec
+from helpers import goelf
 from helpers.goelf import GoBinary, GoBinaryError, runtime_constants
 
 # ------------------------------------------------------------------------------------------- layout
@@ -140,6 +143,26 @@ func large(n int, parent uintptr) int {
 	return large(n-1, me) + int(local[n%10000])
 }
 
+// Pointers into the stack: each frame passes a pointer to its own local to the next one and reads
+// through its own argument after the call. When the stack moves, the runtime must fix every such
+// pointer it finds in the stack maps, or *p reads the freed stack.
+//
+//go:noinline
+func chain(n int, p *int64) int64 {
+	var local [4]int64
+	local[n&3] = *p + 1
+	if n == 0 {
+		return local[n&3]
+	}
+	return chain(n-1, &local[n&3]) + *p
+}
+
+//go:noinline
+func chainStart(n int) int64 {
+	var x int64 = 5
+	return chain(n, &x)
+}
+
 // The hot split: a loop that calls leaf() over and over from a fixed depth.
 //
 //go:noinline
@@ -177,6 +200,8 @@ func worker() {
 		Result = medium(N, 0)
 	case 3:
 		Result = pad(Pad, N)
+	case 4:
+		Result = int(chainStart(N))
 	default:
 		Result = large(N, 0)
 	}
@@ -371,6 +396,11 @@ def stackguard0_writers() -> list[tuple[str, int, str, str]]:
     return out
 
 
+def expected_chain(depth: int) -> int:
+    """What chainStart(depth) returns: frame j stores 6 + j and adds its caller's value (5 + j)."""
+    return 6 + 6 * depth + depth * (depth - 1) // 2
+
+
 def expected_sum(which: str, depth: int) -> int:
     """What small/medium/large(depth, 0) return: each frame adds n (0 + 1 + ... + depth)."""
     return depth * (depth + 1) // 2
@@ -402,6 +432,7 @@ class Event:
     guard_after: int
     used: int                 # bytes of stack in use (hi - sp) at the event
     frames_adjusted: int = 0  # saved frame pointers (plus sched.bp) rewritten by copystack
+    pointers_adjusted: int = 0  # pointer slots the stack maps mark live that pointed into the old stack
     frames_before: tuple = ()
     frames_after: tuple = ()
     g_before: dict = field(default_factory=dict)
@@ -470,12 +501,13 @@ class Runtime:
     """A tiny Go runtime in Python around real Go machine code running in unicorn."""
 
     def __init__(self, program: GoProgram, initial_stack: int = 2048, policy: str = "copying",
-                 max_stack: int = MAX_STACK, trace_sp: bool = False):
+                 max_stack: int = MAX_STACK, trace_sp: bool = False, stack_maps: bool = True):
         if policy not in ("copying", "segmented"):
             raise GoStackError(f"policy must be 'copying' or 'segmented', not {policy!r}")
         if initial_stack < PAGE // 2 or initial_stack & (initial_stack - 1):
             raise GoStackError(f"initial_stack must be a power of two >= {PAGE // 2}, not {initial_stack}")
         self.program, self.policy, self.initial_stack, self.max_stack = program, policy, initial_stack, max_stack
+        self.stack_maps = stack_maps  # False: adjust frame pointers only (shows why the maps are needed)
         self.k = runtime_constants()
         self.stack_guard = self.k["stackGuard"]
         self.stack_preempt = self.k["stackPreempt"]
@@ -783,9 +815,12 @@ class Runtime:
                 n += name == "sched.bp"
         frames_after = self._walk(pc, base, _reader(buf, base))
         frames_before = [Frame(f.func, f.pc, f.sp - delta, f.fp - delta) for f in frames_after[:EVENT_FRAMES]]
+        ptrs = 0
         for fr in frames_after:  # adjustframe: the saved BP sits just below the return address
             if fr.fp - 8 > fr.sp:
                 n += adjust_word(fr.fp - 16)
+            if self.stack_maps:
+                ptrs += sum(adjust_word(a) for a in self._pointer_slots(fr))
         self.m.write(base, bytes(buf))
         self.bytes_copied += used
         self.gset(g, "stack.lo", new[0])
@@ -795,9 +830,38 @@ class Runtime:
         self.stackfree(old)
         self.switches += 1
         return self._event(kind, g, pc, sp, old, new, guard_before, new[0] + self.stack_guard, used,
-                           frames_adjusted=n, frames_before=tuple(frames_before[:EVENT_FRAMES]),
+                           frames_adjusted=n, pointers_adjusted=ptrs, frames_before=tuple(frames_before[:EVENT_FRAMES]),
                            frames_after=tuple(frames_after[:EVENT_FRAMES]), g_before=before,
                            g_after=self.gfields(g), func=func)
+
+    def _pointer_slots(self, fr: Frame) -> list[int]:
+        """Addresses of the words the stack maps mark as live pointers in one frame
+        (runtime/stkframe.go: getStackMap; stack.go: adjustframe -> adjustpointers). Stack objects
+        (FUNCDATA_StackObjects) are not modelled: the example programs keep no pointers inside them."""
+        b = self.program.binary
+        f = b.findfunc(fr.pc)
+        key = ("maps", fr.pc)
+        maps = self._pc_info.get(key)
+        if maps is None:
+            pcdata = -1
+            target = fr.pc
+            if target != f.entry:
+                target -= 1  # the call instruction, not the return address
+                pcdata = b.pcdata_value(f, goelf.PCDATA_STACK_MAP_INDEX, target)
+            pcdata = max(pcdata, 0)
+            locals_ = b.stackmap(f, goelf.FUNCDATA_LOCALS_POINTER_MAPS, pcdata) or []
+            args = b.stackmap(f, goelf.FUNCDATA_ARGS_POINTER_MAPS, pcdata) or []
+            maps = self._pc_info[key] = ([i for i, bit in enumerate(locals_) if bit], len(locals_),
+                                         [i for i, bit in enumerate(args[:f.args // 8]) if bit])
+        live_locals, nlocals, live_args = maps
+        varp = fr.fp - 8
+        if varp > fr.sp:
+            varp -= 8  # the saved frame pointer
+        slots = []
+        if varp - fr.sp > 0 and nlocals:  # locals only once the frame is allocated
+            slots += [varp - 8 * nlocals + 8 * i for i in live_locals]
+        slots += [fr.fp + 8 * i for i in live_args]  # argp = fp on amd64 (MinFrameSize 0)
+        return slots
 
     def shrinkstack(self, g: Goroutine) -> Event | None:
         """runtime/stack.go: shrinkstack -- halve a stack that is less than a quarter used."""
@@ -1004,6 +1068,18 @@ def predict_growth(frame: int, depth: int, initial_stack: int = 2048, first_used
             at.append(j)
     return {"growths": len(sizes), "final_size": size, "sizes": sizes, "depths": at,
             "final_guard_below_hi": size - guard}
+
+
+def run_chain(depth: int, initial_stack: int = 2048, stack_maps: bool = True, program: GoProgram | None = None,
+              max_insns: int = 20_000_000) -> Runtime:
+    """STACKS_GO's chainStart(depth): every frame holds a pointer into its caller's frame."""
+    if not isinstance(depth, int) or not 0 <= depth <= MAX_DEPTH:
+        raise GoStackError(f"depth must be an integer in [0, {MAX_DEPTH}], not {depth!r}")
+    rt = Runtime(program or GoProgram.example(), initial_stack=initial_stack, stack_maps=stack_maps)
+    rt.write_global("main.N", depth)
+    rt.write_global("main.Which", 4)
+    rt.go("main.worker")
+    return rt.run(max_insns=max_insns)
 
 
 def run_hot_split(policy: str, pad: int, n: int = 100, initial_stack: int = 2048,

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import goelf
-from helpers.gostack import (GoProgram, GoStackError, Runtime, emulated_moves, expected_sum,
+from helpers.gostack import (GoProgram, GoStackError, Runtime, emulated_moves, expected_chain, expected_sum, run_chain,
                              hot_split_depth, predict_growth, run_hot_split, run_recursion, stackguard0_writers)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -159,6 +159,37 @@ def test_predict_growth_matches_the_emulator(prog, runs):
         p = predict_growth(prog.frame_size(f"main.{which}"), DEPTHS[which])
         grows = [e for e in rt.grows() if e.func == f"main.{which}"]
         assert p["sizes"] == [e.new_size for e in grows]
+
+
+def test_stack_maps_mark_the_pointer_argument_live_across_the_call(prog):
+    b = prog.binary
+    f = b.func("main.chain")
+    call = next(pc for pc in range(f.entry, f.end) if b.pcdata_value(f, goelf.PCDATA_STACK_MAP_INDEX, pc) >= 0)
+    idx = b.pcdata_value(f, goelf.PCDATA_STACK_MAP_INDEX, call)
+    assert b.stackmap(f, goelf.FUNCDATA_ARGS_POINTER_MAPS, idx)[:2] == [False, True]  # (n int, p *int64)
+    assert not any(b.stackmap(b.func("main.small"), goelf.FUNCDATA_ARGS_POINTER_MAPS, 0) or [])  # ints only
+
+
+@pytest.mark.parametrize("policy", ["copying", "segmented"])
+def test_pointers_into_the_stack_survive_growth(prog, policy):
+    rt = run_chain(1000, program=prog) if policy == "copying" else _chain_segmented(prog, 1000)
+    assert rt.read_global("main.Result") == expected_chain(1000)
+    if policy == "copying":
+        assert rt.grows() and all(e.pointers_adjusted > 0 for e in rt.grows())
+
+
+def _chain_segmented(prog, depth):
+    rt = Runtime(prog, policy="segmented")
+    rt.write_global("main.N", depth)
+    rt.write_global("main.Which", 4)
+    rt.go("main.worker")
+    return rt.run()
+
+
+def test_without_stack_maps_a_stale_pointer_reads_the_freed_stack(prog):
+    with pytest.raises(GoStackError, match="unmapped read") as e:
+        run_chain(100, stack_maps=False, program=prog)
+    assert "main.chain" in str(e.value) and "\n" not in str(e.value)
 
 
 # ----------------------------------------------------------------------------- preemption, scheduling
