@@ -1,0 +1,942 @@
+"""helpers.asm -- assemble and disassemble x86 (32- and 64-bit) for the book.
+
+Serves every chapter that shows machine code (the start page's assemble/run
+widget, chapter 3's IDT and `int $n` experiments, chapter 2's calling
+conventions).  It models the GNU assembler: GNU as (binutils) is the
+reference, and the bytes we return are the bytes `as` would produce.
+
+Backends
+  * ``gnu-as``   -- the system GNU assembler (``as --64``/``--32``), run through
+    helpers.toolchain.run with a timeout and no shell; ``.text`` is read back
+    with pyelftools and the few relocations `as` leaves for a flat binary at
+    ``address`` (absolute label addresses, absolute branch targets) are
+    applied here.  External symbols are rejected.
+  * ``keystone`` -- keystone-engine 0.9.2, for machines without GNU as.
+    keystone returns WRONG bytes without any error in several cases (listed
+    in the "keystone 0.9.2 bugs" section below); this module rewrites the
+    source so those bugs cannot fire, refuses the forms it cannot fix with
+    AsmError("... not supported without GNU as"), and cross-checks every
+    instruction keystone emits by decoding it with capstone.
+  * ``auto``     -- GNU as when an x86-capable one is installed, else keystone.
+
+Disassembly uses capstone in detail mode (registers read/written include the
+implicit ones, e.g. ``push`` reads and writes %rsp).
+
+Every failure is an AsmError (a ValueError) with a one-line message that
+names the source line: ``line 2: unknown instruction 'movz'``.
+"""
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import functools
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import capstone
+
+ARCHES = ("x86_64", "x86_32")
+SYNTAXES = ("att", "intel")
+BACKENDS = ("auto", "keystone", "gnu-as")
+AS_TIMEOUT = 20.0          # seconds for one `as` run
+MAX_SOURCE = 200_000       # characters; bigger input is refused, not slowly chewed
+
+
+class AsmError(ValueError):
+    """Bad assembly input (or a form no available backend encodes correctly)."""
+
+
+# ----------------------------------------------------------------------------
+# Result types
+# ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Line:
+    """One listing line: an instruction (or undecodable data) at an address."""
+    address: int
+    bytes: bytes
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Insn:
+    """One decoded instruction (capstone detail mode)."""
+    address: int
+    bytes: bytes
+    mnemonic: str
+    op_str: str
+    regs_read: tuple = ()
+    regs_written: tuple = ()
+
+    @property
+    def text(self) -> str:
+        return f"{self.mnemonic} {self.op_str}".strip()
+
+    @property
+    def size(self) -> int:
+        return len(self.bytes)
+
+
+def format_listing(items: Iterable) -> str:
+    """objdump-like text for Insn or Line objects: ``0x1000: 48 89 e5   mov %rsp,%rbp``."""
+    items = list(items)
+    width = max((len(it.bytes) for it in items), default=0) * 3 - 1
+    return "\n".join(f"{it.address:#x}: {it.bytes.hex(' '):<{width}}  {it.text}".rstrip()
+                     for it in items)
+
+
+@dataclasses.dataclass(frozen=True)
+class Assembly:
+    code: bytes
+    listing: list
+    arch: str
+    syntax: str
+    address: int
+    backend: str
+
+    def __str__(self) -> str:
+        return format_listing(self.listing)
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+
+# ----------------------------------------------------------------------------
+# Disassembly (capstone)
+# ----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _capstone(arch: str, syntax: str, skipdata: bool = True) -> capstone.Cs:
+    cs = capstone.Cs(capstone.CS_ARCH_X86,
+                     capstone.CS_MODE_64 if arch == "x86_64" else capstone.CS_MODE_32)
+    cs.detail = True
+    if syntax == "att":
+        cs.syntax = capstone.CS_OPT_SYNTAX_ATT
+    cs.skipdata = skipdata       # undecodable bytes become ".byte 0x.." entries
+    return cs
+
+
+def _check_mode(arch, syntax, address):
+    if arch not in ARCHES:
+        raise AsmError(f"unknown arch {arch!r} (use one of {', '.join(ARCHES)})")
+    if syntax not in SYNTAXES:
+        raise AsmError(f"unknown syntax {syntax!r} (use one of {', '.join(SYNTAXES)})")
+    limit = 1 << (64 if arch == "x86_64" else 32)
+    if isinstance(address, bool) or not isinstance(address, int) or not 0 <= address < limit:
+        raise AsmError(f"address {address!r} is not a valid {arch} address")
+
+
+def _insn(cs: capstone.Cs, i) -> Insn:
+    read = written = ()
+    if i.id != 0:        # skipdata entries have no detail
+        try:
+            r, w = i.regs_access()          # explicit + implicit registers
+        except capstone.CsError:
+            r, w = list(i.regs_read) + [], list(i.regs_write)
+        read = tuple(cs.reg_name(x) for x in r)
+        written = tuple(cs.reg_name(x) for x in w)
+    return Insn(i.address, bytes(i.bytes), i.mnemonic, i.op_str, read, written)
+
+
+def disassemble(code, arch: str = "x86_64", syntax: str = "att", address: int = 0) -> list:
+    """Decode ``code`` into a list of Insn (undecodable bytes appear as ``.byte``)."""
+    _check_mode(arch, syntax, address)
+    if not isinstance(code, (bytes, bytearray, memoryview)):
+        raise AsmError(f"code must be bytes, not {type(code).__name__}")
+    code = bytes(code)
+    if address + len(code) > (1 << (64 if arch == "x86_64" else 32)):
+        raise AsmError(f"code at {address:#x} runs past the end of the {arch} address space")
+    cs = _capstone(arch, syntax)
+    try:
+        return [_insn(cs, i) for i in cs.disasm(code, address)]
+    except capstone.CsError as e:          # pragma: no cover - capstone internal failure
+        raise AsmError(f"capstone could not decode: {e}") from None
+
+
+def _listing(code: bytes, arch: str, syntax: str, address: int) -> list:
+    return [Line(i.address, i.bytes, i.text) for i in disassemble(code, arch, syntax, address)]
+
+
+# ----------------------------------------------------------------------------
+# Source splitting shared by both backends
+# ----------------------------------------------------------------------------
+_BAD_CHAR = re.compile(r"[^\t\n\r\x20-\x7e]")
+
+
+def _validate_source(source) -> str:
+    if not isinstance(source, str):
+        raise AsmError(f"source must be a str, not {type(source).__name__}")
+    if len(source) > MAX_SOURCE:
+        raise AsmError(f"source is too long ({len(source)} characters, limit {MAX_SOURCE})")
+    m = _BAD_CHAR.search(source)
+    if m:
+        lineno = source.count("\n", 0, m.start()) + 1
+        raise AsmError(f"line {lineno}: unsupported character {m.group()!r} (plain ASCII only)")
+    return source.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _statements(source: str):
+    """Yield (line_number, statement) pairs: GNU as x86 rules -- '#' starts a
+    comment, ';' separates statements (outside string literals)."""
+    for lineno, line in enumerate(source.split("\n"), 1):
+        cur, quote = [], False
+        for ch in line:
+            if ch == '"':
+                quote = not quote
+            elif not quote and ch == "#":
+                break
+            elif not quote and ch == ";":
+                yield lineno, "".join(cur).strip()
+                cur = []
+                continue
+            cur.append(ch)
+        yield lineno, "".join(cur).strip()
+
+
+def _line_of(source: str, word: str) -> int:
+    """First source line that mentions ``word`` as a token (for error messages)."""
+    pat = re.compile(r"(?<![\w.$])" + re.escape(word) + r"(?![\w.$])")
+    for lineno, stmt in _statements(source):
+        if pat.search(stmt):
+            return lineno
+    return 1
+
+
+# ----------------------------------------------------------------------------
+# Backend: GNU as
+# ----------------------------------------------------------------------------
+def _run(argv: Sequence[str]):
+    """helpers.toolchain.run: list argv, no shell, timeout (ToolchainError on expiry)."""
+    from helpers.toolchain import run
+    return run(list(argv), timeout=AS_TIMEOUT)
+
+
+@functools.lru_cache(maxsize=None)
+def gnu_as() -> str | None:
+    """Path of a GNU assembler that can target x86 (checked once), or None."""
+    from helpers.toolchain import ToolchainError
+    for name in ("x86_64-linux-gnu-as", "as"):   # an aarch64 host's plain `as` is not x86
+        path = shutil.which(name)
+        if not path:
+            continue
+        try:
+            ver = _run([path, "--version"])
+            if "GNU assembler" not in (ver.stdout or ""):
+                continue
+            with tempfile.TemporaryDirectory(prefix="asm-probe-") as d:
+                src = os.path.join(d, "p.s")
+                with open(src, "w") as f:
+                    f.write("nop\n")
+                if _run([path, "--64", "-o", os.path.join(d, "p.o"), src]).returncode == 0:
+                    return str(path)
+        except (OSError, ToolchainError):
+            continue
+    return None
+
+
+def gnu_as_version() -> str | None:
+    """First line of ``as --version`` (e.g. 'GNU assembler (GNU Binutils for Debian) 2.40')."""
+    path = gnu_as()
+    if path is None:
+        return None
+    return (_run([path, "--version"]).stdout or "").splitlines()[0].strip()
+
+
+_GAS_DIAG = re.compile(r"^(?P<file>[^:\n]*):(?P<line>\d+): (?P<kind>Error|Warning): (?P<msg>.*)$", re.M)
+
+
+def _gas_message(msg: str) -> str:
+    m = re.match(r"no such instruction: `(\S+)", msg)
+    if m:
+        return f"unknown instruction '{m.group(1)}'"
+    return msg.replace("`", "'").strip()
+
+
+# Relocation types we can apply ourselves for a flat image at `address`:
+# type -> (size in bytes, pc-relative, signed-range check)
+# (System V x86-64 psABI §4.4 table "Relocation Types"; i386 psABI §2.3)
+_RELOCS = {
+    "x86_64": {1: (8, False, None), 2: (4, True, True), 4: (4, True, True), 10: (4, False, False),
+               11: (4, False, True), 12: (2, False, False), 13: (2, True, True), 14: (1, False, False),
+               15: (1, True, True), 24: (8, True, True)},
+    "x86_32": {1: (4, False, None), 2: (4, True, None), 20: (2, False, False), 21: (2, True, True),
+               22: (1, False, False), 23: (1, True, True)},
+}
+
+
+def _fits(value: int, size: int, signed) -> bool:
+    bits = 8 * size
+    if signed is None:                       # full-width field: wraps like the CPU does
+        return True
+    if signed:
+        return -(1 << (bits - 1)) <= value < (1 << (bits - 1))
+    return 0 <= value < (1 << bits)
+
+
+def _gnu_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.relocation import RelocationSection
+
+    path = gnu_as()
+    if path is None:
+        raise AsmError("GNU as (binutils, x86 target) is not installed; use backend='keystone' "
+                       "or install binutils (apt-get install binutils)")
+    with tempfile.TemporaryDirectory(prefix="helpers-asm-") as d:
+        pre, user, obj = (os.path.join(d, n) for n in ("prologue.s", "input.s", "out.o"))
+        with open(pre, "w") as f:          # separate file, so line numbers in input.s stay the reader's
+            f.write(".intel_syntax noprefix\n" if syntax == "intel" else ".att_syntax prefix\n")
+        with open(user, "w") as f:
+            f.write(source if source.endswith("\n") else source + "\n")
+        argv = [path, "--64" if arch == "x86_64" else "--32", "-o", obj, pre, user]
+        from helpers.toolchain import ToolchainError
+        try:
+            proc = _run(argv)
+        except ToolchainError as e:
+            raise AsmError(f"line 1: GNU as did not finish: {e}") from None
+        diags = [m for m in _GAS_DIAG.finditer(proc.stderr or "")]
+        # Warnings count as errors: gas warns e.g. "value 0x1ff truncated to 0xff"
+        # and then emits bytes that are not what the reader wrote.
+        for m in sorted(diags, key=lambda m: (m["kind"] != "Error", int(m["line"]))):
+            raise AsmError(f"line {m['line']}: {_gas_message(m['msg'])}")
+        if proc.returncode != 0:
+            first = (proc.stderr or "").strip().splitlines()[-1:] or ["unknown failure"]
+            raise AsmError(f"line 1: GNU as failed: {first[0]}")
+        with open(obj, "rb") as f:
+            elf = ELFFile(f)
+            text = elf.get_section_by_name(".text")
+            code = bytearray(text.data()) if text is not None else bytearray()
+            text_index = elf.get_section_index(".text")
+            for sec in elf.iter_sections():
+                if (sec["sh_flags"] & 2) and sec.name != ".text" and sec["sh_size"] > 0 \
+                        and not sec.name.startswith(".note"):
+                    raise AsmError(f"line {_line_of(source, sec.name)}: only .text is supported, "
+                                   f"the program also fills section {sec.name}")
+            symtab = elf.get_section_by_name(".symtab")
+            for sec in elf.iter_sections():
+                if not isinstance(sec, RelocationSection):
+                    continue
+                if elf.get_section(sec["sh_info"]).name != ".text":
+                    continue
+                for rel in sec.iter_relocations():
+                    _apply_reloc(code, rel, sec.is_RELA(), symtab, text_index, arch, address, source)
+    return bytes(code)
+
+
+def _apply_reloc(code, rel, is_rela, symtab, text_index, arch, address, source):
+    rtype, off = rel["r_info_type"], rel["r_offset"]
+    sym = symtab.get_symbol(rel["r_info_sym"])
+    name = sym.name
+    if rel["r_info_sym"] != 0 and sym["st_shndx"] == "SHN_UNDEF":
+        raise AsmError(f"line {_line_of(source, name)}: undefined symbol '{name}' "
+                       "(external symbols need a linker; define it in the program)")
+    if rtype not in _RELOCS[arch]:
+        raise AsmError(f"line {_line_of(source, name) if name else 1}: relocation type {rtype} "
+                       "is not supported in a flat binary")
+    size, pcrel, signed = _RELOCS[arch][rtype]
+    if rel["r_info_sym"] == 0 or sym["st_shndx"] == "SHN_ABS":
+        s = sym["st_value"]
+    elif sym["st_shndx"] == text_index:
+        s = address + sym["st_value"]
+    else:
+        raise AsmError(f"line {_line_of(source, name)}: symbol '{name}' is not in .text")
+    addend = rel["r_addend"] if is_rela else int.from_bytes(code[off:off + size], "little", signed=True)
+    value = s + addend - (address + off if pcrel else 0)
+    if not _fits(value, size, signed):
+        raise AsmError(f"line {_line_of(source, name) if name else 1}: value {value:#x} does not fit "
+                       f"a {8 * size}-bit field (at offset {off:#x})")
+    code[off:off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+
+# ----------------------------------------------------------------------------
+# Backend: keystone 0.9.2, with workarounds
+# ----------------------------------------------------------------------------
+# keystone 0.9.2 bugs, observed here (x86, Python binding, libkeystone 0.9.2):
+#  K1 radix: ks_option(KS_OPT_SYNTAX, <any syntax, even INTEL>) switches the
+#     engine to radix 16: "subq $16, %rsp" -> 48 83 ec 16 (sub $0x16).  An
+#     engine WITHOUT the option has an uninitialised radix: decimal in a fresh
+#     process, but hex when it reuses the memory of a freed radix-16 engine
+#     (observed: sub rsp,16 -> ec 10 while the other engine lives, ec 16 after
+#     it is freed).  Fix: every number is rewritten to explicit 0x-hex first,
+#     which reads the same in either radix.
+#  K2 silent nothing: "int $128" (radix-16 0x128 > 255) returns encoding=None
+#     with count 0 and NO error.  Fix: K1's rewrite, plus empty output for
+#     non-empty source is an error, plus the capstone cross-check below.
+#  K3 numeric local labels: "1: dec %eax; jnz 1b" -> KS_ERR_ASM_LABEL_INVALID,
+#     "jmp 1f" -> invalid operand ("1b" is hex 0x1b under K1).  Fix: rewrite
+#     "N:" / "Nb" / "Nf" to unique named labels, following GNU as semantics.
+#  K4 32-bit far jumps: "ljmp $0x8, $0x1000" -> invalid mnemonic; Intel
+#     "jmp 0x8:0x1000" / "jmp far ..." -> invalid operand.  GNU as gives
+#     ea 00 10 00 00 08 00.  Fix: direct far jmp/call with a selector and
+#     offset are encoded here (EA/9A ptr16:32); other far forms are refused.
+#  K5 32-bit Intel lidt/lgdt/sidt/sgdt: "lidt [eax]" -> 66 0f 01 18 (a stray
+#     operand-size prefix; GNU as: 0f 01 18).  Fix: refused in that mode.
+#  K6 AT&T "mov $0x10, %rax" -> 48 b8 + imm64 (movabs); GNU as picks the
+#     7-byte 48 c7 c0 form whenever the value fits a signed 32-bit immediate.
+#     Fix: rewritten to "movq" in that case (keystone then matches GNU as).
+#  K7 out-of-range immediates are silently truncated: "mov $0x1ff, %al" ->
+#     b0 ff (GNU as warns; we treat that as an error).  Caught by the
+#     capstone cross-check (each number of the source must appear, in range).
+#  K8 "jmp 0x1000" (absolute target): keystone picks EB rel8, GNU as always
+#     the rel32 form.  Fix: rel32 placeholder, patched after layout.
+#  K9 64-bit absolute memory "movq %gs:0x10, %rax" -> 65 48 8b 05 10 00 00 00,
+#     i.e. %gs:0x10(%rip) -- a DIFFERENT address; "mov 0x1000, %eax" -> the
+#     moffs64 form A1.  GNU as: 65 48 8b 04 25 10 00 00 00 (SIB, no base).
+#     Fix: rewritten with a %riz index (keystone then emits GNU's bytes); the
+#     cross-check rejects any %rip base or moffs form the source did not ask for.
+#  K10 "int $3" -> cd 03; GNU as emits int3 (cc).  Fix: rewritten to int3.
+#  K11 "mov %ax, %ds" -> 66 8e d8 (stray prefix; GNU as: 8e d8).  Fix: the
+#     32-bit register is named instead (same encoding in GNU as).
+#  K12 Intel "mov eax, lab" (GNU: load from memory at lab, a1 ...) -> keystone
+#     encodes the immediate "mov eax, offset lab" (b8 ...).  Fix: refused.
+#  K13 keystone hangs in an endless loop on some input (the one-character
+#     program "<" never returns, in any syntax) and is known to crash on
+#     others.  Fix: keystone runs in a worker process with a timeout
+#     (_KsWorker); characters outside the x86 operand alphabet are refused
+#     before keystone sees them.
+_KS_FAR = re.compile(r"^(?P<m>l?(?:jmp|call)l?|(?:jmp|call)\s+far(?:\s+ptr)?)\s+(?P<ops>.*)$", re.I)
+_NUM_TOKEN = re.compile(r"(?<![\w.])[0-9][\w$.]*")
+_LABEL_DEF = re.compile(r"^\s*([A-Za-z_.$][\w.$]*|[0-9]+)\s*:(?!:)")
+_ABS_BRANCH = re.compile(r"(?P<m>jmp[lq]?|call[lq]?|j[a-z]{1,4})\s+(?P<target>[0-9]\w*)", re.I)
+# condition-code nibbles, Intel SDM Vol. 2A Jcc table
+_CC = {"o": 0, "no": 1, "b": 2, "c": 2, "nae": 2, "ae": 3, "nb": 3, "nc": 3, "e": 4, "z": 4, "ne": 5,
+       "nz": 5, "be": 6, "na": 6, "a": 7, "nbe": 7, "s": 8, "ns": 9, "p": 10, "pe": 10, "np": 11,
+       "po": 11, "l": 12, "nge": 12, "ge": 13, "nl": 13, "le": 14, "ng": 14, "g": 15, "nle": 15}
+_PREFIXES = {"rep", "repe", "repz", "repne", "repnz", "lock", "data16", "data32", "addr32", "addr16",
+             "cs", "ds", "es", "fs", "gs", "ss"}
+_DESCRIPTOR_TABLE = re.compile(r"^(lidt|lgdt|sidt|sgdt)[lqw]?\b", re.I)
+_REG64 = r"%(?:r[a-d]x|r[sd]i|r[sb]p|r(?:[89]|1[0-5]))"
+
+
+_REGISTERS = {capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64).reg_name(i)
+              for i in range(1, capstone.x86.X86_REG_ENDING)} - {None}
+_INTEL_WORDS = {"byte", "word", "dword", "qword", "fword", "tbyte", "xmmword", "ymmword", "ptr",
+                "far", "near", "short", "st"}
+_STRING_OPS = re.compile(r"(rep[a-z]*\s+)?(movs|stos|lods|scas|cmps|ins|outs)[bwlqd]?$|xlatb?$", re.I)
+
+
+# A conservative operand grammar: keystone only ever sees statements of this
+# shape (K13: fragments such as "-", "[t", "* *" make keystone 0.9.2 loop forever).
+_G_NUM = r"0x[0-9a-fA-F]+"
+_G_TERM = rf"(?:{_G_NUM}|[0-9]|[A-Za-z_.][\w.$]*)"     # one digit reads alike in any radix
+_G_EXPR = rf"[-+]?\s*{_G_TERM}(?:\s*[-+*]\s*[-+]?\s*{_G_TERM})*"
+_G_ATT_REG = r"%(?:st\s*\(\s*0x[0-7]\s*\)|[a-z][a-z0-9]*)"
+_G_ATT_MEM = (rf"(?:%[c-gs]s\s*:\s*)?(?:(?:{_G_EXPR})?\s*\(\s*(?:{_G_ATT_REG})?\s*"
+              rf"(?:,\s*{_G_ATT_REG}\s*(?:,\s*(?:{_G_NUM}|[1248])\s*)?)?\)|{_G_EXPR})")
+_G_ATT_OP = rf"\$\s*{_G_EXPR}|\*?\s*{_G_ATT_REG}|\*?\s*{_G_ATT_MEM}"
+_G_SIZE = r"(?:(?:byte|word|dword|fword|qword|tbyte|xmmword|ymmword)\s+ptr\s+)?"
+_G_INTEL_OP = (rf"{_G_SIZE}(?:[c-gs]s\s*:\s*)?\[\s*{_G_EXPR}\s*\]|st\s*\(\s*0x[0-7]\s*\)"
+               rf"|{_G_SIZE}{_G_EXPR}")
+_G_STMT = {syn: re.compile(rf"(?:[a-z][a-z0-9]*\s+)*?[a-z][a-z0-9]*(?:\s+(?:{op})(?:\s*,\s*(?:{op}))*)?",
+                           re.I)
+           for syn, op in (("att", _G_ATT_OP), ("intel", _G_INTEL_OP))}
+
+
+def _ks_parses(text: str, syntax: str) -> bool:
+    return _G_STMT[syntax].fullmatch(text.strip()) is not None
+
+
+def _split_insn(text: str):
+    """'rep movsb' -> (['rep'], 'movsb', []); operands split at top-level commas."""
+    words = text.split(None, 1)
+    prefixes = []
+    while len(words) == 2 and words[0].lower() in _PREFIXES - {"cs", "ds", "es", "fs", "gs", "ss"}:
+        prefixes.append(words[0])
+        words = words[1].split(None, 1)
+    if not words:
+        return prefixes, "", []
+    ops, depth, cur = [], 0, ""
+    for ch in (words[1] if len(words) > 1 else ""):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            ops.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        ops.append(cur.strip())
+    return prefixes, words[0], ops
+
+
+def _join(prefixes, mnem, ops) -> str:
+    return " ".join(prefixes + [mnem]) + (" " + ", ".join(ops) if ops else "")
+
+
+def _number(tok: str, syntax: str):
+    """Value of one numeric token under GNU as rules, or None if it is not a number."""
+    t = tok.lower()
+    if re.fullmatch(r"0x[0-9a-f]+", t):
+        return int(t, 16)
+    if re.fullmatch(r"0b[01]+", t):
+        return int(t[2:], 2)
+    if re.fullmatch(r"0[0-7]*", t):
+        return int(t, 8)
+    if re.fullmatch(r"[1-9][0-9]*", t):
+        return int(t)
+    return None
+
+
+class _KsProgram:
+    """Source rewritten for keystone, plus what the cross-check needs per instruction."""
+
+    def __init__(self, source: str, arch: str, syntax: str):
+        self.arch, self.syntax = arch, syntax
+        stmts = []                       # [lineno, labels, instruction text]
+        for lineno, stmt in _statements(source):
+            labels = []
+            while True:
+                m = _LABEL_DEF.match(stmt)
+                if not m:
+                    break
+                labels.append(m.group(1))
+                stmt = stmt[m.end():].strip()
+            bad = re.search(r"[^\w%$,()\[\]:+\-*.\s]", stmt)
+            if bad:                      # K13: e.g. "<" makes keystone loop forever
+                raise AsmError(f"line {lineno}: character {bad.group()!r} is not supported without GNU as")
+            if stmt.startswith("."):
+                word = stmt.split()[0] if stmt.split() else stmt
+                raise AsmError(f"line {lineno}: directive or string '{word}' is not supported "
+                               "without GNU as")
+            stmts.append([lineno, labels, stmt])
+        # a bare prefix statement ("rep; movsb") belongs to the next instruction
+        merged = []
+        for st in stmts:
+            if merged and merged[-1][2].lower() in _PREFIXES and merged[-1][2]:
+                prev = merged.pop()
+                if st[1]:
+                    raise AsmError(f"line {st[0]}: a label cannot follow the prefix '{prev[2]}'")
+                st = [prev[0], prev[1], f"{prev[2]} {st[2]}".strip()]
+            merged.append(st)
+        if merged and merged[-1][2].lower() in _PREFIXES:
+            raise AsmError(f"line {merged[-1][0]}: prefix '{merged[-1][2]}' without an instruction")
+        self._number_labels(merged)
+        self.branches = {}               # insn index -> absolute target (K8)
+        self.lines = []                  # keystone source lines
+        self.insns = []                  # (lineno, original text, [(value, kind)]) per instruction
+        for lineno, labels, stmt in merged:
+            for lab in labels:
+                self.lines.append(f"{lab}:")
+            if stmt:
+                self._add(lineno, stmt)
+
+    # K3: numeric local labels -> unique names (GNU as manual, "Local Labels")
+    def _number_labels(self, stmts):
+        defs = {}                        # "1" -> [statement index, ...]
+        for idx, (_, labels, _) in enumerate(stmts):
+            for lab in labels:
+                if lab.isdigit():
+                    defs.setdefault(str(int(lab)), []).append(idx)
+        counter = {}
+        for idx, st in enumerate(stmts):
+            lineno, labels, text = st
+            for i, lab in enumerate(labels):
+                if lab.isdigit():
+                    n = str(int(lab))
+                    k = counter.get(n, 0)
+                    counter[n] = k + 1
+                    labels[i] = f"__asm_local_{n}_{k}"
+
+            def ref(m, idx=idx, lineno=lineno):
+                n, direction = str(int(m.group(1))), m.group(2).lower()
+                where = defs.get(n, [])
+                if direction == "b":     # most recent definition at or before this statement
+                    cand = [j for j, d in enumerate(where) if d <= idx]
+                    k = cand[-1] if cand else None
+                else:                    # next definition after this statement
+                    cand = [j for j, d in enumerate(where) if d > idx]
+                    k = cand[0] if cand else None
+                if k is None:
+                    raise AsmError(f"line {lineno}: undefined local label '{m.group(0)}'")
+                return f"__asm_local_{n}_{k}"
+            st[2] = re.sub(r"(?<![\w$.])([0-9]+)([bfBF])(?![\w$.])", ref, text)
+
+    def _add(self, lineno: str, stmt: str):
+        low = stmt.lower()
+        if self.arch == "x86_32" and self.syntax == "intel" and _DESCRIPTOR_TABLE.match(low):
+            raise AsmError(f"line {lineno}: '{stmt.split()[0]}' in 32-bit Intel syntax is "   # K5
+                           "mis-encoded by keystone 0.9.2; not supported without GNU as")
+        far = _KS_FAR.match(stmt)
+        if far and not far["ops"].lstrip().startswith("*") and (
+                far["m"].lower().startswith("l") or "far" in far["m"].lower()
+                or re.match(r"^[^\[(]*:", far["ops"])):
+            self._far(lineno, stmt, far)
+            return
+        br = _ABS_BRANCH.fullmatch(stmt)
+        if br and _number(br["target"], self.syntax) is not None \
+                and self._abs_branch(lineno, stmt, br):
+            return
+        values = []
+
+        def hexify(m):                   # K1: every number becomes explicit hex
+            tok = m.group(0)
+            if re.fullmatch(r"__asm_local_\w+", tok):
+                return tok
+            v = _number(tok, self.syntax)
+            if v is None:
+                raise AsmError(f"line {lineno}: bad number '{tok}'")
+            start = m.start()
+            before = stmt[:start].rstrip()
+            st_reg = re.search(r"%?st\s*\(\s*$", before, re.I)
+            neg = before.endswith("-")
+            if not st_reg:
+                values.append(-v if neg else v)
+            return hex(v)
+        text = _NUM_TOKEN.sub(hexify, stmt)
+        text = self._fix_forms(lineno, text)
+        if not _ks_parses(text, self.syntax):   # K13: malformed operands can hang keystone
+            raise AsmError(f"line {lineno}: cannot parse '{stmt}'")
+        if text == "int3":               # K10 rewrite: the 3 is now in the opcode
+            values = []
+        self.lines.append(text)
+        self.insns.append((lineno, stmt, values, text))
+
+    def _fix_forms(self, lineno, text: str) -> str:
+        """Rewrite forms keystone encodes differently from GNU as (K6, K9-K12)."""
+        prefixes, mnem, ops = _split_insn(text)
+        low, x64 = mnem.lower(), self.arch == "x86_64"
+        branch = re.fullmatch(r"j[a-z]+|call[lqw]?|loop[a-z]*|xbegin", low) is not None
+        # K10: GNU as assembles "int $3" as the one-byte int3 (CC); keystone gives CD 03
+        if low == "int" and len(ops) == 1 and ops[0].lstrip("$") == "0x3":
+            return _join(prefixes, "int3", [])
+        # K11: "mov %ax, %ds": keystone adds a 0x66 prefix GNU as omits (Intel SDM:
+        # MOV Sreg, r/m16 ignores operand size); say it with the 32-bit register instead
+        if low in ("mov", "movw") and len(ops) == 2:
+            sreg = 1 if self.syntax == "att" else 0
+            if re.fullmatch(r"%?[c-gs]s", ops[sreg].strip(), re.I):
+                src = ops[1 - sreg].strip()
+                m = re.fullmatch(r"(%?)([abcd]x|si|di|sp|bp)", src, re.I)
+                if m:
+                    ops[1 - sreg] = f"{m.group(1)}e{m.group(2)}"
+                    return _join(prefixes, "mov", ops)
+        if self.syntax == "intel" and not branch:
+            for op in ops:               # K12: GNU Intel "mov eax, lab" loads memory; keystone
+                bare = re.sub(r"\[.*?\]", "", op)   # makes it an immediate
+                for ident in re.findall(r"(?<![\w.$])[A-Za-z_.][\w.$]*", bare):
+                    if ident.lower() not in _REGISTERS and ident.lower() not in _INTEL_WORDS:
+                        raise AsmError(f"line {lineno}: symbol operand '{ident}' without brackets is "
+                                       "not supported without GNU as (write [" + ident + "])")
+        if x64:                          # K9: absolute memory operands
+            for i, op in enumerate(ops):
+                if self.syntax == "att":
+                    m = re.fullmatch(r"(\*?)(\s*%[c-gs]s\s*:)?\s*([^$%(*\s][^$%()]*)", op.strip(), re.I)
+                    if m and (not branch or m.group(1)):
+                        ops[i] = f"{m.group(1)}{m.group(2) or ''}{m.group(3).strip()}(,%riz,1)"
+                else:
+                    m = re.search(r"\[([^\]]*)\]", op)
+                    if m and not any(t.lower() in _REGISTERS
+                                     for t in re.findall(r"[A-Za-z_][\w]*", m.group(1))):
+                        ops[i] = op[:m.start()] + f"[riz*1+{m.group(1).strip()}]" + op[m.end():]
+        # K6: keystone picks movabs for "mov $imm, %r64"; GNU as uses C7 /0 when imm fits
+        if x64 and low == "mov" and len(ops) == 2 and self.syntax == "att":
+            m = re.fullmatch(r"\$(-?)(0x[0-9a-f]+)", ops[0].strip(), re.I)
+            if m and re.fullmatch(_REG64, ops[1].strip(), re.I):
+                v = int(m.group(2), 16) * (-1 if m.group(1) else 1)
+                if -(1 << 31) <= v < (1 << 31):
+                    mnem = "movq"
+        return _join(prefixes, mnem, ops)
+
+    def _abs_branch(self, lineno, stmt, br):
+        # K8: "jmp 0x1000" -- keystone picks the 2-byte EB rel8 form; GNU as always
+        # emits the rel32 form (E9/E8/0F 8x) for an absolute target, which needs a
+        # relocation in its object file.  We emit a fixed-size placeholder and
+        # patch rel32 once the instruction's address is known (_patch_branches).
+        m = br["m"].lower()
+        if m in ("jmp", "jmpl", "jmpq"):
+            raw = b"\xe9"
+        elif m in ("call", "calll", "callq"):
+            raw = b"\xe8"
+        elif m[1:] in _CC:
+            raw = bytes([0x0F, 0x80 + _CC[m[1:]]])
+        else:
+            return False                 # jecxz, jrcxz...: keystone's rel8 matches GNU as
+        self.lines.append(".byte " + ", ".join(hex(b) for b in raw + bytes(4)))
+        self.insns.append((lineno, stmt, None, None))
+        self.branches[len(self.insns) - 1] = _number(br["target"], self.syntax)
+        return True
+
+    def _far(self, lineno, stmt, far):   # K4: direct far jmp/call ptr16:32 (Intel SDM Vol. 2A JMP/CALL)
+        if self.arch != "x86_32":
+            raise AsmError(f"line {lineno}: direct far {far['m']} needs GNU as "
+                           "(keystone 0.9.2 mis-handles far jumps)")
+        ops = far["ops"].strip()
+        if self.syntax == "att":
+            parts = [p.strip() for p in ops.split(",")]
+            ok = len(parts) == 2 and all(p.startswith("$") for p in parts)
+            parts = [p[1:] for p in parts] if ok else []
+        else:
+            parts = [p.strip() for p in ops.split(":")]
+            ok = len(parts) == 2
+        sel = _number(parts[0], self.syntax) if ok else None
+        off = parts[1] if ok else ""
+        off_num = _number(off, self.syntax) if off[:1].isdigit() else None
+        if sel is None or sel >= 1 << 16 or not (
+                (off_num is not None and off_num < 1 << 32) or re.fullmatch(r"[A-Za-z_][\w.$]*", off)):
+            raise AsmError(f"line {lineno}: far {far['m'].split()[0]} '{ops}' is not supported without "
+                           "GNU as (only 'selector, offset' with a number or label offset)")
+        op = "0x9a" if "call" in far["m"].lower() else "0xea"
+        # ".long label" is resolved by keystone to the label's absolute address
+        self.lines.append(f".byte {op}; .long {hex(off_num) if off_num is not None else off}; "
+                          f".word {hex(sel)}")
+        self.insns.append((lineno, stmt, None, None))
+
+
+# The worker: keystone runs only here, in a child process (K13).  Protocol: one
+# JSON request per line on stdin, one JSON answer per line on stdout.
+_KS_CHILD = r"""
+import json, sys
+import keystone as K
+engines = {}
+def engine(arch, syntax):
+    if (arch, syntax) not in engines:
+        ks = K.Ks(K.KS_ARCH_X86, K.KS_MODE_64 if arch == "x86_64" else K.KS_MODE_32)
+        ks.syntax = K.KS_OPT_SYNTAX_ATT if syntax == "att" else K.KS_OPT_SYNTAX_INTEL
+        engines[arch, syntax] = ks
+    return engines[arch, syntax]
+sys.stdout.write("ready\n"); sys.stdout.flush()
+for line in sys.stdin:
+    req, missing = json.loads(line), []
+    ks = engine(req["arch"], req["syntax"])
+    def resolver(name, value):       # only records a missing symbol; never invents a value
+        missing.append(name.decode(errors="replace"))
+        return False
+    ks.sym_resolver = resolver
+    try:
+        enc, _ = ks.asm(req["text"].encode(), req["address"])
+        out = {"hex": bytes(enc or b"").hex(), "err": None}
+    except K.KsError as e:
+        out = {"hex": None, "err": str(e).split(" (KS_ERR")[0]}
+    out["missing"] = missing
+    sys.stdout.write(json.dumps(out) + "\n"); sys.stdout.flush()
+"""
+
+
+class _KsWorker:
+    """A long-lived child process that runs keystone, so that keystone's hangs and
+    crashes (K13) cost a restart and an AsmError instead of the reader's kernel.
+    No shell; every request has a timeout; the process is ours and is killed by pid."""
+
+    def __init__(self):
+        self.proc = None
+        self.lock = threading.Lock()
+        atexit.register(self.stop)
+
+    def start(self) -> bool:
+        self.proc = subprocess.Popen([sys.executable, "-c", _KS_CHILD], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.buf = b""
+        if self._readline(KS_START_TIMEOUT) != b"ready":
+            self.stop()
+            return False
+        return True
+
+    def _readline(self, timeout: float):
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            ready = select.select([fd], [], [], left)[0] if left > 0 else []
+            chunk = os.read(fd, 65536) if ready else b""
+            if not chunk:                # timed out (hang) or EOF (crash)
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            for f in (self.proc.stdin, self.proc.stdout):
+                f.close()
+            self.proc = None
+
+    def call(self, req: dict, timeout: float):
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self.stop()
+                if not self.start():
+                    raise AsmError("line 1: the keystone worker process did not start "
+                                   "(is keystone-engine installed?)")
+            try:
+                self.proc.stdin.write((json.dumps(req) + "\n").encode())
+                self.proc.stdin.flush()
+                line = self._readline(timeout)
+            except OSError:
+                line = None
+            if line is None:
+                self.stop()
+                return None
+            return json.loads(line)
+
+
+_WORKER = _KsWorker()
+KS_TIMEOUT = 2.0                         # seconds per keystone request (it answers in < 1 ms)
+KS_START_TIMEOUT = 30.0
+
+
+def _ks_asm(text: str, arch: str, syntax: str, address: int):
+    """-> (bytes or None, error text or None, missing symbols); "hung" error on hang/crash."""
+    r = _WORKER.call({"text": text, "arch": arch, "syntax": syntax, "address": address}, KS_TIMEOUT)
+    if r is None:
+        return None, "hung", []
+    return (None if r["hex"] is None else bytes.fromhex(r["hex"])), r["err"], r["missing"]
+
+
+def _keystone_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
+    prog = _KsProgram(source, arch, syntax)
+    if not prog.insns:
+        return b""
+    code, err, missing = _ks_asm("\n".join(prog.lines), arch, syntax, address)
+    if err == "hung":
+        raise AsmError(f"line {prog.insns[0][0]}: keystone 0.9.2 hung or crashed on this program; "
+                       "not supported without GNU as")
+    if missing:
+        name = missing[0]
+        raise AsmError(f"line {_line_of(source, name)}: undefined symbol '{name}' "
+                       "(external symbols need a linker; define it in the program)")
+    if err is not None or not code:
+        # find the offending statement: assemble each one alone
+        own = [l for l in prog.lines if not l.endswith(":")]
+        for (lineno, stmt, _, _), line in zip(prog.insns, own):
+            one, e1, miss1 = _ks_asm(line, arch, syntax, address)
+            if e1 == "hung":
+                raise AsmError(f"line {lineno}: keystone 0.9.2 hung or crashed on '{stmt}'; "
+                               "not supported without GNU as")
+            if e1 is not None and not miss1:
+                raise AsmError(f"line {lineno}: {_ks_message(e1, stmt)}")
+            if e1 is None and not one:   # K2: success with no bytes
+                raise AsmError(f"line {lineno}: keystone produced no bytes for '{stmt}'")
+        raise AsmError(f"line {prog.insns[0][0]}: keystone failed: {(err or 'no output').lower()}")
+    decoded = _cross_check(prog, code, arch, syntax, address)
+    return _patch_branches(prog, code, decoded, arch)
+
+
+def _ks_message(err: str, stmt: str) -> str:
+    words = stmt.split()
+    if err.lower().startswith("invalid mnemonic"):
+        prefixes, mnem, _ = _split_insn(stmt)
+        return f"unknown instruction '{mnem or (words[0] if words else stmt)}'"
+    return f"{err.lower()} in '{stmt}'"
+
+
+def _patch_branches(prog, code: bytes, decoded, arch: str) -> bytes:
+    code = bytearray(code)
+    for idx, target in prog.branches.items():
+        insn = decoded[idx]
+        end = insn.address + insn.size
+        rel = target - end
+        if arch == "x86_32":
+            rel = (rel + (1 << 31)) % (1 << 32) - (1 << 31)   # 32-bit EIP wraps
+        if not -(1 << 31) <= rel < (1 << 31):
+            raise AsmError(f"line {prog.insns[idx][0]}: branch target {target:#x} is out of "
+                           "rel32 range")
+        off = end - 4 - decoded[0].address
+        code[off:off + 4] = (rel & 0xFFFFFFFF).to_bytes(4, "little")
+    return bytes(code)
+
+
+def _regs_in_text(text: str, syntax: str) -> set:
+    text = text.lower()
+    if syntax == "att":
+        names = re.findall(r"%(st\s*\(\s*\d\s*\)|\w+)", text)
+    else:
+        names = [n for n in re.findall(r"(?<![\w.$])(st\s*\(\s*\d\s*\)|[a-z_]\w*)", text)
+                 if re.sub(r"\s", "", n) in _REGISTERS or n == "st"]
+    out = {re.sub(r"\s", "", n) for n in names}
+    return {"st(0)" if n == "st" else n for n in out} - {"riz", "eiz"}
+
+
+def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address: int):
+    """Decode keystone's output with capstone and check it against the source:
+    one instruction per statement covering every byte; every number of the
+    statement present and in range among the decoded immediates and
+    displacements (K1, K2, K7); the registers named in the statement exactly
+    the decoded operand registers (K9: keystone turns absolute addresses into
+    %rip-relative ones); no 64-bit moffs form unless movabs was asked for."""
+    cs = _capstone(arch, syntax, skipdata=False)
+    decoded = list(cs.disasm(code, address))
+    if sum(i.size for i in decoded) != len(code) or len(decoded) != len(prog.insns):
+        lineno = prog.insns[min(len(decoded), len(prog.insns) - 1)][0]
+        raise AsmError(f"line {lineno}: keystone output does not decode to one instruction per "
+                       "statement; not supported without GNU as")
+    for (lineno, stmt, values, text), insn in zip(prog.insns, decoded):
+        if values is None:
+            continue
+        found, regs = [], set()
+        for op in insn.operands:
+            if op.type == capstone.x86.X86_OP_IMM:
+                found.append((op.imm, op.size or 8))
+            elif op.type == capstone.x86.X86_OP_REG:
+                regs.add(insn.reg_name(op.reg))
+            elif op.type == capstone.x86.X86_OP_MEM:
+                found.append((op.mem.disp, 8 if arch == "x86_64" else 4))
+                found.append((op.mem.scale, 8))
+                regs |= {insn.reg_name(r) for r in (op.mem.base, op.mem.index, op.mem.segment) if r}
+        why = None
+        for v in values:
+            if not any(_same(v, got, size) for got, size in found) and not _implicit_one(v, insn):
+                why = f"value {v:#x} lost or out of range"
+        want = _regs_in_text(text, syntax)
+        if not _STRING_OPS.match(insn.mnemonic) and not why:
+            extra, missing = regs - want, want - regs - {"ds"}
+            if extra or missing:
+                why = f"registers {sorted(extra | missing)} differ"
+        if arch == "x86_64" and insn.opcode[0] in (0xA0, 0xA1, 0xA2, 0xA3) and "movabs" not in stmt.lower():
+            why = "64-bit moffs form instead of GNU as's ModRM form"
+        if why:
+            raise AsmError(f"line {lineno}: keystone encoded '{stmt}' as '{insn.mnemonic} "
+                           f"{insn.op_str}' ({why}); not supported without GNU as")
+    return decoded
+
+
+def _same(v: int, got: int, size: int) -> bool:
+    bits = 8 * size
+    if not -(1 << (bits - 1)) <= v < (1 << bits):      # does not fit the field: truncated (K7)
+        return False
+    mask = (1 << bits) - 1
+    return (v & mask) == (got & mask)
+
+
+def _implicit_one(v: int, insn) -> bool:
+    # "shl $1, %eax" is encoded D1 /4 (shift by one); capstone shows no immediate.
+    return v == 1 and insn.bytes[-2:-1] in (b"\xd0", b"\xd1") or (v == 1 and insn.bytes[:1] in (b"\xd0", b"\xd1"))
+
+
+# ----------------------------------------------------------------------------
+# Public entry point
+# ----------------------------------------------------------------------------
+def assemble(source: str, arch: str = "x86_64", syntax: str = "att", address: int = 0,
+             backend: str = "auto") -> Assembly:
+    """Assemble ``source`` to bytes as GNU as would, placed at ``address``.
+
+    backend: "auto" (GNU as when installed, else keystone), "gnu-as", "keystone".
+    Raises AsmError with a one-line "line N: ..." message on bad input.
+    """
+    _check_mode(arch, syntax, address)
+    if backend not in BACKENDS:
+        raise AsmError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
+    source = _validate_source(source)
+    if backend == "auto":
+        backend = "gnu-as" if gnu_as() else "keystone"
+    if backend == "gnu-as":
+        code = _gnu_assemble(source, arch, syntax, address)
+    else:
+        code = _keystone_assemble(source, arch, syntax, address)
+    if address + len(code) > (1 << (64 if arch == "x86_64" else 32)):
+        raise AsmError(f"line 1: code at {address:#x} runs past the end of the {arch} address space")
+    return Assembly(code, _listing(code, arch, syntax, address), arch, syntax, address, backend)
+
+
+__all__ = ["assemble", "disassemble", "format_listing", "AsmError", "Assembly", "Insn", "Line",
+           "gnu_as", "gnu_as_version", "ARCHES", "SYNTAXES", "BACKENDS"]

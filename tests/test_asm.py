@@ -1,0 +1,412 @@
+"""Tests for helpers.asm: GNU as references, keystone never wrong, round trips, bad input."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import string
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers import asm
+from helpers.asm import AsmError, Insn, assemble, disassemble, format_listing
+
+REFS = json.loads((Path(__file__).parent / "data" / "asm_refs.json").read_text())
+CASES = REFS["cases"]
+HAVE_AS = asm.gnu_as() is not None
+needs_as = pytest.mark.skipif(not HAVE_AS, reason="GNU as (binutils, x86) not installed")
+
+
+def _id(c):
+    return f"{c['arch']}-{c['syntax']}-{c['source'].strip().splitlines()[0][:40]}"
+
+
+# ---------------------------------------------------------------- references
+def test_reference_corpus_is_big_and_covers_both_modes_and_syntaxes():
+    insns = [c for c in CASES if c["kind"] == "insn"]
+    assert len(insns) >= 150
+    assert sum(c["kind"] == "program" for c in CASES) >= 6
+    assert {(c["arch"], c["syntax"]) for c in CASES} == {
+        (a, s) for a in asm.ARCHES for s in asm.SYNTAXES}
+    assert REFS["as_version"].startswith("GNU assembler")
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_auto_backend_matches_gnu_as_reference(case):
+    a = assemble(case["source"], case["arch"], case["syntax"], case["address"])
+    assert a.code.hex() == case["hex"]
+    assert a.backend == ("gnu-as" if HAVE_AS else "keystone")
+
+
+def _keystone(case):
+    try:
+        return assemble(case["source"], case["arch"], case["syntax"], case["address"],
+                        backend="keystone").code.hex()
+    except AsmError as e:
+        assert str(e).startswith("line ") and "\n" not in str(e)
+        return None
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_keystone_backend_is_right_or_refuses(case):
+    got = _keystone(case)
+    assert got is None or got == case["hex"], "keystone path returned WRONG bytes"
+
+
+def test_keystone_backend_supports_most_of_the_corpus():
+    ok = [c for c in CASES if _keystone(c) == c["hex"]]
+    assert len(ok) / len(CASES) >= 0.90, f"only {len(ok)}/{len(CASES)}"
+
+
+@pytest.mark.parametrize("source,arch,syntax,expected", [
+    # each of the keystone 0.9.2 bugs named in helpers/asm.py, through the keystone path
+    ("subq $16, %rsp", "x86_64", "att", "4883ec10"),                  # K1 radix
+    ("sub rsp, 16", "x86_64", "intel", "4883ec10"),                   # K1 radix (Intel too)
+    ("int $128", "x86_64", "att", "cd80"),                            # K2 silently empty
+    ("1: dec %eax\njnz 1b\njmp 1f\nnop\n1: ret", "x86_64", "att", "ffc875fceb0190c3"),  # K3
+    ("ljmp $0x8, $0x1000", "x86_32", "att", "ea001000000800"),        # K4
+    ("jmp 0x8:0x1000", "x86_32", "intel", "ea001000000800"),          # K4
+    ("mov $10, %rax", "x86_64", "att", "48c7c00a000000"),             # K6
+    ("movq %gs:0x10, %rax", "x86_64", "att", "65488b042510000000"),   # K9
+    ("mov rax, qword ptr fs:[0x28]", "x86_64", "intel", "64488b042528000000"),  # K9
+    ("int $3", "x86_32", "att", "cc"),                                # K10
+    ("mov %ax, %ds", "x86_32", "att", "8ed8"),                        # K11
+])
+def test_keystone_workarounds(source, arch, syntax, expected):
+    assert assemble(source, arch, syntax, backend="keystone").code.hex() == expected
+
+
+@pytest.mark.parametrize("source,arch,syntax", [
+    ("lidt [eax]", "x86_32", "intel"),          # K5 stray 0x66
+    ("mov eax, lab\nlab: nop", "x86_32", "intel"),   # K12 immediate instead of memory
+    ("mov $0x1ff, %al", "x86_64", "att"),       # K7 silent truncation
+    (".rept 3\nnop\n.endr", "x86_64", "att"),   # directives need GNU as
+])
+def test_keystone_refuses_what_it_would_get_wrong(source, arch, syntax):
+    with pytest.raises(AsmError, match=r"^line \d+: "):
+        assemble(source, arch, syntax, backend="keystone")
+
+
+def test_keystone_radix_bug_is_real_and_harmless_here():
+    # K1: with the syntax option set (even to Intel), keystone 0.9.2 reads 16 as 0x16.
+    import keystone
+    k = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_64)
+    k.syntax = keystone.KS_OPT_SYNTAX_INTEL
+    assert bytes(k.asm("sub rsp, 16")[0]) == bytes.fromhex("4883ec16")   # the bug, still there
+    del k   # an engine made now may inherit the freed radix-16 state; ours must not care
+    assert assemble("sub rsp, 16", syntax="intel", backend="keystone").code.hex() == "4883ec10"
+
+
+# ---------------------------------------------------------------- API shape
+def test_assembly_object_and_listing():
+    a = assemble("push %rbp\nmov %rsp, %rbp\nsubq $16, %rsp\nret", address=0x1000)
+    assert a.code == bytes.fromhex("554889e54883ec10c3")
+    assert (a.arch, a.syntax, a.address) == ("x86_64", "att", 0x1000)
+    assert [(l.address, l.bytes.hex()) for l in a.listing] == [
+        (0x1000, "55"), (0x1001, "4889e5"), (0x1004, "4883ec10"), (0x1008, "c3")]
+    assert str(a).splitlines()[1] == "0x1001: 48 89 e5     movq %rsp, %rbp"
+    assert a.listing[1].text == "movq %rsp, %rbp"
+
+
+def test_intel_listing_and_32bit():
+    a = assemble("mov eax, 16\nlidt [eax]", arch="x86_32", syntax="intel")
+    assert a.code.hex() == "b8100000000f0118"
+    assert [l.text for l in a.listing] == ["mov eax, 0x10", "lidt [eax]"]
+
+
+def test_disassemble_details_include_implicit_registers():
+    push, cpuid, mov = disassemble(bytes.fromhex("55" "0fa2" "4889e5"), address=0x400000)
+    assert isinstance(push, Insn) and push.address == 0x400000 and push.size == 1
+    assert (push.mnemonic, push.op_str, push.text) == ("pushq", "%rbp", "pushq %rbp")
+    assert set(push.regs_read) == {"rbp", "rsp"} and push.regs_written == ("rsp",)
+    assert cpuid.regs_read == ("eax", "ecx") and cpuid.regs_written == ("eax", "ebx", "ecx", "edx")
+    mul = disassemble(bytes.fromhex("48f7e1"))[0]            # mulq %rcx: rdx:rax = rax * rcx
+    assert set(mul.regs_read) == {"rax", "rcx"} and {"rax", "rdx", "rflags"} == set(mul.regs_written)
+    assert mov.address == 0x400003 and mov.regs_read == ("rsp",) and mov.regs_written == ("rbp",)
+    intel = disassemble(bytes.fromhex("4889e5"), syntax="intel")[0]
+    assert intel.text == "mov rbp, rsp"
+
+
+def test_disassemble_undecodable_bytes_become_data():
+    insns = disassemble(bytes.fromhex("0f0b" "ff"), arch="x86_32")
+    assert insns[0].mnemonic == "ud2" and insns[-1].mnemonic == ".byte"
+    assert format_listing(insns).splitlines()[-1] == "0x2: ff     .byte 0xff"
+
+
+def test_empty_source_gives_empty_code():
+    for backend in ("keystone",) + (("gnu-as",) if HAVE_AS else ()):
+        a = assemble("  # nothing here\n\n", backend=backend)
+        assert a.code == b"" and a.listing == [] and str(a) == ""
+
+
+# ---------------------------------------------------------------- errors
+BACKENDS = ["keystone"] + (["gnu-as"] if HAVE_AS else [])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unknown_instruction_names_line_and_mnemonic(backend):
+    with pytest.raises(AsmError) as e:
+        assemble("nop\nmovz %eax, %ebx\n", backend=backend)
+    assert str(e.value) == "line 2: unknown instruction 'movz'"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("source,line,word", [
+    ("nop\nnop\njmp nowhere", 3, "nowhere"),          # external symbol
+    ("nop\n\nmov %eax", 3, ""),                        # wrong operand count
+    ("jmp 1b\n1: nop", 1, ""),                          # backward ref to a later label
+    ("mov $1, %eax # ok\nmov $1, %al, %bl", 2, ""),
+])
+def test_errors_name_the_line(backend, source, line, word):
+    with pytest.raises(AsmError) as e:
+        assemble(source, backend=backend)
+    msg = str(e.value)
+    assert msg.startswith(f"line {line}: ") and "\n" not in msg and word in msg
+
+
+@pytest.mark.parametrize("kwargs", [dict(arch="arm"), dict(syntax="nasm"), dict(backend="nasm"),
+                                    dict(address=-1), dict(address=1 << 32, arch="x86_32")])
+def test_bad_parameters(kwargs):
+    with pytest.raises(AsmError):
+        assemble("nop", **kwargs)
+
+
+def test_bad_types():
+    with pytest.raises(AsmError):
+        assemble(b"nop")
+    with pytest.raises(AsmError):
+        disassemble("90")
+    with pytest.raises(AsmError, match="line 2: unsupported character"):
+        assemble("nop\nmov \u00e9, %eax")
+
+
+def test_gnu_as_missing_is_one_line(monkeypatch):
+    monkeypatch.setattr(asm, "gnu_as", lambda: None)
+    with pytest.raises(AsmError, match="GNU as .* not installed"):
+        assemble("nop", backend="gnu-as")
+    assert assemble("nop").backend == "keystone"       # auto falls back
+
+
+# ---------------------------------------------------------------- held-out: random instructions vs GNU as
+R64 = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r12", "r13", "r15"]
+R32 = {"x86_64": ["eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp", "r8d", "r11d", "r13d"],
+       "x86_32": ["eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp"]}
+R16 = {"x86_64": ["ax", "bx", "cx", "dx", "si", "di", "bp", "r9w"], "x86_32": ["ax", "bx", "cx", "dx", "si", "di"]}
+R8 = {"x86_64": ["al", "bl", "cl", "dl", "sil", "dil", "r10b"], "x86_32": ["al", "bl", "cl", "dl"]}
+SIZES = {8: ("b", "byte"), 16: ("w", "word"), 32: ("l", "dword"), 64: ("q", "qword")}
+ALU = ["mov", "add", "sub", "and", "or", "xor", "cmp", "adc", "sbb", "test"]
+
+
+def _regs(arch, bits):
+    return {64: R64, 32: R32[arch], 16: R16[arch], 8: R8[arch]}[bits]
+
+
+@st.composite
+def numbers(draw, lo, hi):
+    v = draw(st.one_of(st.integers(lo, hi), st.sampled_from([x for x in (0, 1, -1, 16, 127, 128, -128, 255,
+                                                                          0x7fffffff, -(1 << 31)) if lo <= x <= hi])))
+    return v, draw(st.booleans())          # value, write in hex?
+
+
+def _num(v, hexa):
+    return (("-" if v < 0 else "") + hex(abs(v))) if hexa else str(v)
+
+
+@st.composite
+def memory(draw, arch, canonical=False):
+    addr_regs = R64 if arch == "x86_64" else R32["x86_32"]
+    base = draw(st.one_of(st.none(), st.sampled_from(addr_regs)))
+    index = draw(st.one_of(st.none(), st.sampled_from([r for r in addr_regs if r not in ("rsp", "esp")])))
+    scale = draw(st.sampled_from([1, 2, 4, 8]))
+    disp = draw(numbers(-(1 << 31), (1 << 31) - 1)) if draw(st.booleans()) or (base is None and index is None) \
+        else None
+    if canonical and index and not base:  # [rax*1] and [rax] read alike in capstone's text
+        base = index
+    if base is None and index is None and disp[0] < 0:
+        disp = (abs(disp[0]), disp[1])
+    seg = draw(st.sampled_from([None, None, "fs", "gs"]))
+    return base, index, scale, disp, seg
+
+
+def _mem_att(m):
+    base, index, scale, disp, seg = m
+    s = (f"%{seg}:" if seg else "") + (_num(*disp) if disp else "")
+    if base or index:
+        s += "(" + (f"%{base}" if base else "") + (f",%{index},{scale}" if index else "") + ")"
+    return s
+
+
+def _mem_intel(m, bits):
+    base, index, scale, disp, seg = m
+    parts = ([base] if base else []) + ([f"{index}*{scale}"] if index else [])
+    inner = "+".join(parts)
+    if disp:
+        v, h = disp
+        inner += ("-" if v < 0 and inner else "+" if inner else "") + _num(abs(v) if inner else v, h)
+    return f"{SIZES[bits][1]} ptr " + (f"{seg}:" if seg else "") + f"[{inner}]"
+
+
+@st.composite
+def instruction(draw, arch, syntax, canonical=False):
+    """A random valid instruction (AT&T or Intel text) from a small grammar."""
+    bits = draw(st.sampled_from([8, 16, 32, 64] if arch == "x86_64" else [8, 16, 32]))
+    form = draw(st.sampled_from(["rr", "ri", "rm", "mr", "mi", "r", "m", "lea", "push", "int", "shift"]))
+    mnem = draw(st.sampled_from(ALU))
+    r1, r2 = draw(st.sampled_from(_regs(arch, bits))), draw(st.sampled_from(_regs(arch, bits)))
+    ilo, ihi = {8: (-128, 255), 16: (-(1 << 15), (1 << 16) - 1), 32: (-(1 << 31), (1 << 32) - 1),
+                64: (-(1 << 31), (1 << 31) - 1)}[bits]
+    imm = draw(numbers(ilo, ihi))
+    mem = draw(memory(arch, canonical))
+    att, intel = syntax == "att", syntax == "intel"
+    suf, size = SIZES[bits]
+    if form == "rr":
+        return f"{mnem} %{r2}, %{r1}" if att else f"{mnem} {r1}, {r2}"
+    if form == "ri":
+        return f"{mnem} ${_num(*imm)}, %{r1}" if att else f"{mnem} {r1}, {_num(*imm)}"
+    if form == "rm" and mnem != "test":
+        return f"{mnem} {_mem_att(mem)}, %{r1}" if att else f"{mnem} {r1}, {_mem_intel(mem, bits)}"
+    if form in ("mr", "rm"):
+        return f"{mnem} %{r1}, {_mem_att(mem)}" if att else f"{mnem} {_mem_intel(mem, bits)}, {r1}"
+    if form == "mi":
+        return f"{mnem}{suf} ${_num(*imm)}, {_mem_att(mem)}" if att else \
+            f"{mnem} {_mem_intel(mem, bits)}, {_num(*imm)}"
+    one = draw(st.sampled_from(["inc", "dec", "neg", "not"]))
+    if form == "r":
+        return f"{one} %{r1}" if att else f"{one} {r1}"
+    if form == "m":
+        return f"{one}{suf} {_mem_att(mem)}" if att else f"{one} {_mem_intel(mem, bits)}"
+    if form == "lea" and bits >= 32:
+        mem = mem[:4] + (None,)          # a segment override on lea is ineffectual (gas warns)
+        return f"lea {_mem_att(mem)}, %{r1}" if att else f"lea {r1}, {_mem_intel(mem, bits)}"
+    if form == "push":
+        preg = draw(st.sampled_from(R64 if arch == "x86_64" else R32["x86_32"]))
+        op = draw(st.sampled_from(["push", "pop"]))
+        return f"{op} %{preg}" if att else f"{op} {preg}"
+    if form == "shift":
+        sh, n = draw(st.sampled_from(["shl", "shr", "sar", "rol"])), draw(numbers(0, 31))
+        return f"{sh} ${_num(*n)}, %{r1}" if att else f"{sh} {r1}, {_num(*n)}"
+    n = draw(numbers(0, 255))
+    return f"int ${_num(*n)}" if att else f"int {_num(*n)}"
+
+
+def gas_reference(lines, arch, syntax):
+    """Bytes of each line, straight from GNU as (one run; a label before each line)."""
+    from elftools.elf.elffile import ELFFile
+    from helpers.toolchain import run
+    body = "".join(f"__ref_{i}:\n{line}\n" for i, line in enumerate(lines)) + f"__ref_{len(lines)}:\n"
+    with tempfile.TemporaryDirectory() as d:
+        src, obj = os.path.join(d, "t.s"), os.path.join(d, "t.o")
+        Path(src).write_text((".intel_syntax noprefix\n" if syntax == "intel" else "") + body)
+        p = run([asm.gnu_as(), "--64" if arch == "x86_64" else "--32", "-o", obj, src], timeout=30)
+        assert p.returncode == 0 and "Warning" not in p.stderr, p.stderr
+        with open(obj, "rb") as f:
+            elf = ELFFile(f)
+            text = elf.get_section_by_name(".text").data()
+            syms = {s.name: s["st_value"] for s in elf.get_section_by_name(".symtab").iter_symbols()}
+    return [text[syms[f"__ref_{i}"]:syms[f"__ref_{i + 1}"]] for i in range(len(lines))]
+
+
+MODES = [(a, s) for a in asm.ARCHES for s in asm.SYNTAXES]
+
+
+@needs_as
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), mode=st.sampled_from(MODES))
+def test_held_out_random_instructions_match_gnu_as(data, mode):
+    """assemble() matches GNU as on instructions the tests never saw: auto exactly,
+    keystone exactly or AsmError -- never different bytes."""
+    arch, syntax = mode
+    lines = data.draw(st.lists(instruction(arch, syntax), min_size=1, max_size=30))
+    ref = gas_reference(lines, arch, syntax)
+    assert assemble("\n".join(lines), arch, syntax).code == b"".join(ref)
+    for line, want in zip(lines, ref):
+        try:
+            got = assemble(line, arch, syntax, backend="keystone").code
+        except AsmError:
+            continue
+        assert got == want, f"keystone path: {line!r} -> {got.hex()} but GNU as -> {want.hex()}"
+
+
+@needs_as
+def test_held_out_keystone_coverage_is_high():
+    """Over a fixed (derandomized) sample of the grammar, keystone encodes most lines itself."""
+    total = ok = 0
+    for arch, syntax in MODES:
+        lines = _sample(st.lists(instruction(arch, syntax), min_size=60, max_size=60))
+        for line, want in zip(lines, gas_reference(lines, arch, syntax)):
+            total += 1
+            try:
+                got = assemble(line, arch, syntax, backend="keystone").code
+            except AsmError:
+                continue
+            assert got == want, f"keystone path: {line!r} -> {got.hex()} but GNU as -> {want.hex()}"
+            ok += 1
+    assert ok / total >= 0.85, f"keystone handled {ok}/{total}"
+
+
+def _sample(strategy):
+    """One deterministic draw from a strategy (hypothesis, derandomized)."""
+    from hypothesis import Phase
+    out = []
+
+    @settings(max_examples=1, phases=[Phase.generate], database=None, derandomize=True)
+    @given(strategy)
+    def grab(x):
+        out.append(x)
+    grab()
+    return out[0]
+
+
+# ---------------------------------------------------------------- round trips and robustness
+@st.composite
+def roundtrip_program(draw):
+    arch, syntax = draw(st.sampled_from(MODES))
+    return arch, syntax, draw(st.lists(instruction(arch, syntax, canonical=True), min_size=1, max_size=8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(roundtrip_program(), st.sampled_from(["auto", "keystone"]))
+def test_round_trip_assemble_disassemble_assemble(prog, backend):
+    arch, syntax, lines = prog
+    try:
+        first = assemble("\n".join(lines), arch, syntax, backend=backend)
+    except AsmError:
+        assert backend == "keystone"
+        return
+    text = "\n".join(i.text for i in disassemble(first.code, arch, syntax))
+    again = assemble(text, arch, syntax)          # capstone's text, through GNU as when present
+    assert again.code == first.code
+    assert [l.text for l in again.listing] == [l.text for l in first.listing]
+
+
+GARBAGE = st.text(alphabet=string.printable + "\u00e9\x00", max_size=60) | st.lists(
+    st.sampled_from(["mov", "%eax", "$", ",", "(", ")", "[", "]", "1:", "1b", "1f", "0x", "-", "*", ":",
+                     "ptr", "dword", "lidt", "ljmp", ".byte", "\n", ";", "#", "rax", "16", "lab", "lab:"]),
+    max_size=12).map(" ".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(GARBAGE, st.sampled_from(MODES), st.sampled_from(["keystone", "auto"]))
+def test_garbage_assembles_or_raises_asmerror(src, mode, backend):
+    if backend == "auto" and not HAVE_AS:
+        backend = "keystone"
+    try:
+        a = assemble(src, *mode, backend=backend)
+    except AsmError as e:
+        assert "\n" not in str(e)
+        return
+    assert isinstance(a.code, bytes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64), st.sampled_from(MODES), st.integers(0, (1 << 32) - 65))
+def test_disassemble_random_bytes(code, mode, address):
+    insns = disassemble(code, *mode, address=address)
+    assert b"".join(i.bytes for i in insns) == code
+    assert all(i.address == address + sum(j.size for j in insns[:k]) for k, i in enumerate(insns))
