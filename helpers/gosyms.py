@@ -592,3 +592,60 @@ def run_plugin_host(cgo: bool, plugin_path) -> str:
     """Run the host program (built with or without cgo) on ``plugin_path``; its output, one line."""
     p = toolchain.run([plugin_host(cgo).path, str(plugin_path)], timeout=30)
     return (p.stdout + p.stderr).strip()
+
+
+# --------------------------------------------------------------------------------------------------
+# Running the real runtime.mcall in the emulator
+# --------------------------------------------------------------------------------------------------
+MCALL_LAYOUT = {            # where the experiment puts things (all invented addresses, none from a real process)
+    "g": 0x1000_0000, "m": 0x1000_1000, "g0": 0x1000_2000, "funcval": 0x1000_3000, "tls": 0x1000_4000,
+    "fn": 0x2000_0000,                       # fn's code: reaching it ends the run
+    "user_sp": 0x3000_0000 - 0x200,          # the goroutine's SP at the call to mcall
+    "user_bp": 0x3000_0000 - 0x100,          # and its frame pointer
+    "caller_pc": 0x0040_1234,                # the return address mcall finds on the goroutine stack
+    "g0_sp": 0x3010_0000 - 0x100,            # g0.sched.sp: where g0's stack continues
+}
+
+
+def emulate_mcall(path) -> dict:
+    """Run the binary's own ``runtime.mcall`` machine code in :mod:`helpers.emu` on a hand-made g, m and g0
+    (field offsets from the binary's DWARF) and report the machine state when ``fn`` is entered.
+
+    Setup follows the ABIInternal contract (golang/go src/cmd/compile/abi-internal.md): R14 = g,
+    RAX = fn (a funcval whose first word is the code pointer), the return address on top of g's stack;
+    the TLS slot ``-8(%fs)`` holds g (runtime/go_tls.h).
+    """
+    from helpers.emu import Machine
+    from helpers.goelf import GoBinary
+    b = GoBinary(str(path))
+    g, m = b.struct("runtime.g"), b.struct("runtime.m")
+    L = MCALL_LAYOUT
+    addr, code = function_code(path, "runtime.mcall")
+    mach = Machine("x86_64", code_base=addr & ~0xFFF, stack_base=0x3000_0000 - 0x10000, stack_size=0x10000,
+                   data_base=0x1000_0000, data_size=0x5000)
+    mach.load(code, addr)
+    mach.map(0x3010_0000 - 0x10000, 0x10000, "rw")        # g0's stack
+    mach.load(b"\xf4" * 16, L["fn"])
+    w = mach.write_u64
+    w(L["g"] + g["m"], L["m"])
+    w(L["m"] + m["g0"], L["g0"])
+    w(L["g0"] + g["sched.sp"], L["g0_sp"])
+    w(L["funcval"], L["fn"])
+    w(L["tls"], L["g"])
+    w(L["user_sp"], L["caller_pc"])                       # return address of the CALL runtime.mcall
+    w(L["user_bp"], 0xB0B0)                               # the caller's saved frame pointer
+    mach.regs.update(rsp=L["user_sp"], rbp=L["user_bp"], r14=L["g"], rax=L["funcval"], fs_base=L["tls"] + 8)
+    out = mach.run(start=addr, until=L["fn"], max_insns=1000, timeout=5.0)
+    if out.status != "finished":
+        raise RuntimeError(f"runtime.mcall did not reach fn: {out}")
+    rsp = mach.regs["rsp"]
+    return {
+        "g.sched.pc": mach.read_u64(L["g"] + g["sched.pc"]),
+        "g.sched.sp": mach.read_u64(L["g"] + g["sched.sp"]),
+        "g.sched.bp": mach.read_u64(L["g"] + g["sched.bp"]),
+        "rsp": rsp, "g0.sched.sp": L["g0_sp"],
+        "g0_stack_used": L["g0_sp"] - rsp,                # bytes below g0.sched.sp at fn's entry
+        "words_on_g0": [mach.read_u64(a) for a in range(rsp, L["g0_sp"], 8)],
+        "r14": mach.regs["r14"], "rax": mach.regs["rax"], "tls_g": mach.read_u64(L["tls"]),
+        "insns": out.insns,
+    }

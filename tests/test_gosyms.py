@@ -153,3 +153,11 @@ def test_go_missing_is_one_line(monkeypatch):
     with pytest.raises(toolchain.ToolMissing, match="go not found") as e:
         toolchain.go_build(G.HELLO_GO + "// uncached variant\n")
     assert "\n" not in str(e.value)
+
+
+def test_emulated_mcall(hello):
+    r = G.emulate_mcall(hello)
+    L = G.MCALL_LAYOUT
+    assert r["g.sched.pc"] == L["caller_pc"] and r["g.sched.sp"] == L["user_sp"] + 8
+    assert r["r14"] == r["tls_g"] == L["g0"] and r["rax"] == L["g"]
+    assert r["g0_stack_used"] == 16 and r["words_on_g0"][1] == L["g"]
