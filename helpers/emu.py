@@ -553,10 +553,17 @@ class _FlagsOracle:
         self.env = _bind_env(self.uc, a["bits"])
         if self.env is None:
             raise EmuError("register-file layout unavailable")
+        self.val = ctypes.c_uint64()
+        self.read = (functools.partial(_uclib.uc_reg_read, self.uc._uch, self.reg, ctypes.byref(self.val))
+                     if _uclib is not None else None)
 
     def compute(self, raw: bytes) -> int:
         ctypes.memmove(self.env, raw, _REC)
-        return self.uc.reg_read(self.reg)
+        if self.read is None:
+            return self.uc.reg_read(self.reg)
+        self.val.value = 0
+        self.read()
+        return self.val.value
 
 
 _ORACLES: dict[str, _FlagsOracle] = {}
