@@ -27,12 +27,14 @@ How it stays fast and exact (unicorn quirks met on the way, each checked in test
 * unicorn has no API for "how many instructions ran". ``emu_start(count=n)`` stops after exactly n,
   but on any other stop the number is lost. Counting in a per-instruction Python hook costs ~0.3 us per
   instruction. Instead this module reads unicorn's own counter (``uc_struct.emu_counter``, filled by the
-  count hook ``emu_start`` installs) at an offset found once per process by a calibration run and
-  re-validated; if that ever fails it falls back to a Python counting hook.
+  count hook ``emu_start`` installs: unicorn-engine/unicorn v2.1.4 uc.c ``hook_count_cb``,
+  include/uc_priv.h) at an offset found once per process by a calibration run and re-validated per
+  machine; if that ever fails it falls back to a Python counting hook (slower, same answers, tested).
 * Trace mode must record >= 1 M instructions/s. A Python hook that calls ``reg_read`` for each register
-  manages ~0.2 M/s. Here the per-instruction hook is a ``functools.partial(bytearray.extend, memoryview)``
-  whose memoryview aliases QEMU's live register file (``CPUX86State.regs .. hflags2``, 184 bytes, located
-  by calibration): no Python frame and no foreign call per instruction. Register diffs, EFLAGS (QEMU keeps
+  manages far less (benchmarks/bench_emu.py). Here the per-instruction hook is a
+  ``functools.partial(bytearray.extend, memoryview)`` whose memoryview aliases QEMU's live register file
+  (``CPUX86State.regs .. hflags2``, 184 bytes, unicorn's qemu/target/i386/cpu.h, located by calibration):
+  no Python frame and no foreign call per instruction (~1.7 M instructions per CPU-second here). Register diffs, EFLAGS (QEMU keeps
   them lazily as cc_op/cc_src/cc_dst; they are rebuilt by handing the recorded bytes back to a scratch
   unicorn's ``cpu_compute_eflags``) and disassembly are all computed lazily when a step is inspected.
 * Redirecting from a hook: a handled interrupt always ends the current ``emu_start`` (``emu_stop``) and
