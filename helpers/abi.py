@@ -632,3 +632,25 @@ def _compiled_calls(name: str, compiler: str) -> dict:
             lines.append(f"+{i.address - addr:#04x}  {text}")
         out[n] = CompiledCall(c.name, n, tool, " ".join(b.command), "\n".join(lines))
     return out
+
+
+def agreement(conv, compiler: str = "zig", trials: int = 5, seed: int = 2) -> int:
+    """Build ``conv``'s callees f0..f10 with a real compiler (Go's for go-abiinternal), run each on ``trials``
+    seeded random argument lists placed by :func:`place_arguments`, and assert every result and stack
+    cleanup. Returns the number of emulated calls that agreed (the book's notebook check; tests use hypothesis)."""
+    import random
+    from helpers import toolchain
+    c = convention(conv)
+    if c.attribute == "Go":
+        text = load_functions(toolchain.go_build(callee_source(c)).path, [f"main.F{n}" for n in range(CALLEE_ARGS)])
+    else:
+        text = load_object(toolchain.cc(callee_source(c), **compile_flags(c, compiler)).path)
+    rng, ok = random.Random(seed), 0
+    for n in range(CALLEE_ARGS):
+        for _ in range(trials):
+            args = [rng.getrandbits(8 * c.word) for _ in range(n)]
+            r = run_call(text, f"main.F{n}" if c.attribute == "Go" else f"f{n}", c, args)
+            assert r.value == expected(args, c), (c.name, compiler, args)
+            assert r.sp_after == place_arguments(c, args).callee_pops, (c.name, compiler, args)
+            ok += 1
+    return ok

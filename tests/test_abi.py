@@ -173,3 +173,7 @@ def test_widget_without_compilers_still_draws(monkeypatch):
     monkeypatch.setattr(wabi.abi, "compiled_calls", missing)
     w = wabi.CallConvView(delay=0)
     assert "no compiled call: zig not found" in w.listing.value and "%eax" in w.text.value
+
+
+def test_agreement_helper():
+    assert abi.agreement("regparm(2)", "zig", trials=1) == abi.CALLEE_ARGS
