@@ -18,6 +18,19 @@ The second half of the module proves the tables against real compilers: :func:`c
 (or Go) callees for a convention, :func:`load_object` relocates a compiled object's ``.text`` for the
 emulator, and :func:`run_call` sets registers and stack exactly as :func:`place_arguments` says, runs the
 callee in :mod:`helpers.emu` and returns what it computed and how it left the stack.
+
+API::
+
+    CONVENTIONS[name] -> Convention(arg_regs, ret_regs, callee_saved, caller_saved, cleanup, source, ...)
+    place_arguments(conv, [ints]) -> Placement (.registers(), .stack(), .stack_bytes, .callee_pops, .table())
+    return_registers(conv, words)
+    compile_flags(conv, "zig"|"gcc") -> kwargs for helpers.toolchain.cc
+    load_object(obj) / load_functions(exe, names) -> LoadedText;  run_call(text, func, conv, args) -> CallResult
+    trace_call(text, caller, callee, conv) -> registers and stack at the callee's first instruction
+    agreement(conv, compiler) -> number of emulated calls that matched (asserts each)
+    call_site_arguments(insns, arch) -> constants a compiled caller puts in registers / on the stack
+    compiled_calls(conv) -> {n: CompiledCall}: the real call with n arguments, one cached build per convention
+    pushed_registers(insns), clobber_source(conv): which registers a prologue saves
 """
 from __future__ import annotations
 
