@@ -96,3 +96,57 @@ def test_static_edition_renders_in_chromium(browser, tmp_path, screenshot):
         screenshot(page, "static-edition-start")
     finally:
         page.close()
+
+
+def kernel_widget(cls_path: str) -> str:
+    """Kernel code that binds ``w`` to the (last) live instance of a widget class the notebook displayed."""
+    module, name = cls_path.rsplit(".", 1)
+    return (f"import gc, hashlib\nfrom {module} import {name}\n"
+            f"w = [o for o in gc.get_objects() if type(o) is {name}][-1]\n")
+
+
+def test_gate_workbench_follows_a_burst_of_dpl_changes(lab, screenshot):
+    run_notebook(lab, "chapters/03a_idt_gates.ipynb")
+    box = ".gate-workbench"
+    before = lab.page.locator(box).inner_text()
+    lab.kernel(kernel_widget("helpers.widgets.idt.GateWorkbench") + "w.dpl.value = 0")
+    lab.wait_quiet()
+    burst_slider(lab, box, "DPL", presses=20)   # 0 -> 3, then 17 presses against the end stop
+    lab.wait_quiet(seconds=1.5)
+    state = lab.kernel(kernel_widget("helpers.widgets.idt.GateWorkbench")
+                       + "print(w.dpl.value, hashlib.sha256(w.render()[0]).hexdigest(), w.status.value == '')")
+    dpl, expected, no_error = state.split()
+    assert dpl == "3" and no_error == "True"
+    shown = image_sha256(lab, box)
+    assert shown == [expected], "the workbench must show exactly one figure, the one for the final DPL"
+    after = lab.page.locator(box).inner_text()
+    assert after != before and "ee" in after.lower()   # P=1, DPL=3, type 0xE: the attribute byte is 0xEE
+    screenshot(lab.page, "gate-workbench-after-burst")
+
+
+def test_gate_workbench_bad_hex_is_one_line(lab):
+    run_notebook(lab, "chapters/03a_idt_gates.ipynb")
+    box = lab.page.locator(".gate-workbench")
+    box.locator("input[placeholder^='paste 16 bytes']").fill("zz 01")
+    box.get_by_role("button", name="Decode").click()
+    error = box.locator("span", has_text="✗")
+    error.wait_for()
+    assert "\n" not in error.inner_text().strip()
+    assert lab.kernel("print(1 + 1)").strip() == "2"
+
+
+def test_delivery_viewer_shows_frame_and_if(lab, screenshot):
+    run_notebook(lab, "chapters/03a_idt_gates.ipynb")
+    box = lab.page.locator(".delivery-viewer")
+    box.scroll_into_view_if_needed()
+    before = image_sha256(lab, ".delivery-viewer")
+    box.locator(".delivery-trigger").click()
+    lab.wait_quiet(seconds=1.5)
+    text = box.inner_text()
+    assert "IF 1 -> 0" in text and "entered vector" in text   # an interrupt gate cleared IF on entry
+    assert len(image_sha256(lab, ".delivery-viewer")) == 1
+    state = lab.kernel(kernel_widget("helpers.widgets.idt.DeliveryViewer")
+                       + "print(hashlib.sha256(w.image.value).hexdigest())")
+    assert image_sha256(lab, ".delivery-viewer") == [state.strip()]
+    assert before  # the viewer showed a frame before the click too
+    screenshot(lab.page, "delivery-viewer-triggered")
