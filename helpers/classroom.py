@@ -168,11 +168,25 @@ def _find(form: str, text: str) -> bool:
     return re.search(pattern, text, re.I) is not None
 
 
-def leaks(nb, problem: Problem) -> list[Leak]:
+def vocabulary(module, problem: Problem, seeds=range(20)) -> set[tuple[str, str]]:
+    """(question id, form) pairs that are the answer for several other seeds too: words such as a register
+    name or "interrupt" that a lab's prose may use freely, because they say nothing about one student's problem."""
+    counts: dict[tuple[str, str], int] = {}
+    for seed in seeds:
+        if seed == problem.seed:
+            continue
+        for q in module.generate(seed).questions:
+            for form in answer_forms(q.kind, q.answer, q.width, q.item_kind):
+                counts[q.id, form] = counts.get((q.id, form), 0) + 1
+    return {key for key, n in counts.items() if n >= 2}
+
+
+def leaks(nb, problem: Problem, common: set[tuple[str, str]] = frozenset()) -> list[Leak]:
     """Answers of ``problem`` that a student notebook reveals: in any cell source, output or metadata.
 
     Besides searching for each answer's written forms, a student notebook must have no outputs, no execution
-    counts, and no solution or hidden-test markers (exact checks, reported with question "*").
+    counts, and no solution or hidden-test markers (exact checks, reported with question "*"). Forms in
+    ``common`` (see :func:`vocabulary`) are allowed in markdown prose, and only there.
     """
     nb = read_notebook(nb)
     found: list[Leak] = []
@@ -186,9 +200,12 @@ def leaks(nb, problem: Problem) -> list[Leak]:
                 found.append(Leak("*", marker, f"cells[{i}].source"))
     public = problem.text(answers=False)
     strings = list(_strings(nb, "notebook"))
+    prose = {f"notebook.cells[{i}].source" for i, c in enumerate(nb["cells"]) if c["cell_type"] == "markdown"}
     for q in problem.questions:
         for form in searchable_forms(q, public):
             for where, text in strings:
+                if (q.id, form) in common and where in prose:
+                    continue
                 if _find(form, text):
                     found.append(Leak(q.id, form, where))
                     break
@@ -429,8 +446,9 @@ def check_release(student_nb: Path, name: str) -> None:
     seed = notebook_seed(student_nb)
     if seed is None:
         raise ClassroomError(f"{student_nb}: no `SEED = N` line, so the problem it poses is unknown")
-    problem = lab_module(name).generate(seed)
-    found = leaks(student_nb, problem)
+    module = lab_module(name)
+    problem = module.generate(seed)
+    found = leaks(student_nb, problem, vocabulary(module, problem))
     if found:
         raise ClassroomError(f"{student_nb} reveals answers: " + "; ".join(map(str, found[:5])))
 
@@ -457,7 +475,7 @@ def rehearse(root: Path, notebooks: dict[str, Path] | None = None, pythonpath=()
             wrong_nb, qid, wrong, message = partly_wrong(source_nb, problem, module)
             subs = {"reference": source_nb, "untouched": release, "partial": wrong_nb}
             entry = {"seed": seed, "source": str(source_nb), "release": str(release),
-                     "leaks": [str(x) for x in leaks(release, problem)],
+                     "leaks": [str(x) for x in leaks(release, problem, vocabulary(module, problem))],
                      "partial": {"question": qid, "wrong": repr(wrong), "feedback": message}, "grades": {}}
             for student, nb in subs.items():
                 course.submit(student, name, nb)

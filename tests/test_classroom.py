@@ -117,8 +117,9 @@ def test_student_version_reveals_no_answers(rehearsal, lab):
     release = read_notebook(e["release"])
     seed = notebook_seed(release)
     assert seed == e["seed"]
-    problem = module_for(lab).generate(seed)
-    assert leaks(release, problem) == []
+    module = module_for(lab)
+    problem = module.generate(seed)
+    assert leaks(release, problem, classroom.vocabulary(module, problem)) == []
     assert e["leaks"] == []
     source = read_notebook(e["source"])
     assert leaks(source, problem), "the instructor version does hold the answers, so the search can find them"
@@ -178,6 +179,20 @@ def test_leak_search_finds_answers_in_sources_outputs_and_metadata():
     in_meta["metadata"]["answer_key"] = {"memory": "0356"}
     assert [x.question for x in leaks(in_meta, problem)] == ["memory"]
     assert leaks(stripped, fixturelab.generate(8)) == [], "another seed's answers are not this notebook's"
+
+
+def test_common_answers_may_appear_in_prose_but_not_in_code():
+    problem = fixturelab.generate(7)
+    nb = {"metadata": {}, "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": "Selector index 2752 is an example."},
+        {"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": [], "execution_count": None}]}
+    assert [x.question for x in leaks(nb, problem)] == ["index"], "a seed-specific answer in prose is a leak"
+    common = {("index", "2752")}
+    assert leaks(nb, problem, common) == [], "unless the same answer comes up for other seeds too"
+    nb["cells"][1]["source"] = "answers['index'] = 2752"
+    assert [x.where for x in leaks(nb, problem, common)] == ["notebook.cells[1].source"]
+    vocab = classroom.vocabulary(fixturelab, problem)
+    assert ("table", "GDT") in vocab and ("index", "2752") not in vocab
 
 
 def test_leak_search_ignores_short_and_public_forms():
