@@ -266,6 +266,8 @@ def _parse_int(raw) -> int:
     if isinstance(raw, float):
         if raw.is_integer():
             return int(raw)
+        if raw != raw or raw in (float("inf"), float("-inf")):
+            raise ValueError(f"expected a whole number, got {raw!r}")
         raise ValueError(f"expected a whole number, got {raw!r} (it has a fractional part)")
     if not isinstance(raw, str):
         raise ValueError(f"expected a whole number such as 42 or 0x2a, got {_show(raw)}")
