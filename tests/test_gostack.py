@@ -347,3 +347,25 @@ def test_timeline_marks_every_growth(prog):
     grow_markers = [l for l in ax.lines if l.get_marker() == "^"]
     assert len(grow_markers) == len(rt.grows())
     assert rt.sp_trace and all(seg["lo"] < seg["guard"] < seg["hi"] for seg in rt.stack_history())
+
+
+def test_viewer_coalesces_a_burst_into_one_redraw(prog):
+    import asyncio
+
+    from helpers.widgets.gostack import StackGrowthViewer
+
+    async def burst():
+        w = StackGrowthViewer(program=prog)
+        start = w.renders
+        for v in range(20):
+            w.event.value = v % 8
+        await asyncio.sleep(0.3)
+        after_events = w.renders - start
+        for d in range(21, 41):
+            w.depth.value = d
+        await asyncio.sleep(1.0)
+        return after_events, w.renders - start, w
+
+    after_events, after_depths, w = asyncio.run(burst())
+    assert (after_events, after_depths) == (1, 2)
+    assert list(w._cache) == [w.params()] and w.params()[1] == 40  # the one redraw was for the final depth

@@ -71,12 +71,18 @@ class StackGrowthViewer(LiveView):
         self.run_button = W.Button(description="Run", button_style="primary")
         self.run_button.on_click(lambda _b: self._debounce.trigger())
         self._cache: dict[tuple, gostack.Runtime] = {}
-        self.watch(self.which, self.depth, self.preempt, self.policy, self.initial_stack, self.event)
+        self._quiet = False  # set while render() re-ranges the event slider, so that is not a new request
+        self.watch(self.which, self.depth, self.preempt, self.policy, self.initial_stack)
+        self.event.observe(self._on_event, names="value")
         self.box = W.VBox([W.HBox([self.which, self.depth, self.initial_stack]),
                            W.HBox([self.preempt, self.policy, self.run_button]),
                            self.event, self.status, self.image, self.text])
         self.box.add_class("stack-growth-viewer")
         self.redraw()
+
+    def _on_event(self, _change) -> None:
+        if not self._quiet:
+            self._debounce.trigger()
 
     def params(self) -> tuple:
         return (self.which.value, self.depth.value, self.preempt.value, self.policy.value, self.initial_stack.value)
@@ -100,11 +106,12 @@ class StackGrowthViewer(LiveView):
         n = len(rt.events)
         if self.event.max != n - 1:
             # a new run: re-range the slider without letting that change schedule another redraw
-            with self.event.hold_trait_notifications():
-                self.event.unobserve_all("value")
+            self._quiet = True
+            try:
                 self.event.max = n - 1
                 self.event.value = min(self.event.value, n - 1)
-            self.watch(self.event)
+            finally:
+                self._quiet = False
         index = self.event.value
         which, depth, preempt, policy, stack = self.params()
         title = (f"{which} frames ({rt.program.frame_size('main.' + which)} B), depth {depth}, {policy}, "
