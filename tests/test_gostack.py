@@ -369,3 +369,29 @@ def test_viewer_coalesces_a_burst_into_one_redraw(prog):
     after_events, after_depths, w = asyncio.run(burst())
     assert (after_events, after_depths) == (1, 2)
     assert list(w._cache) == [w.params()] and w.params()[1] == 40  # the one redraw was for the final depth
+
+
+def test_a_c_binary_is_refused_in_one_line():
+    import shutil
+
+    ls = shutil.which("ls")
+    if ls is None:
+        pytest.skip("no ls binary")
+    with pytest.raises(goelf.GoBinaryError) as e:
+        goelf.GoBinary(ls)
+    assert ".gopclntab" in str(e.value) and "\n" not in str(e.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.recursive(st.integers(0, 5000).map(str) | st.sampled_from(["goos.IsWindows", "abi.StackSmall"]),
+                    lambda inner: st.tuples(inner, st.sampled_from(["+", "*", "-"]), inner).map(
+                        lambda t: f"({t[0]} {t[1]} {t[2]})"), max_leaves=8))
+def test_go_constant_evaluator_matches_python_arithmetic(expr):
+    env = {"goos.IsWindows": 0, "abi.StackSmall": 128}
+    want = eval(expr.replace("goos.IsWindows", "0").replace("abi.StackSmall", "128"))  # test oracle on our own string
+    assert goelf._eval(expr, env) == want
+
+
+def test_go_constant_evaluator_refuses_calls():
+    with pytest.raises(goelf.GoBinaryError, match="cannot evaluate"):
+        goelf._eval("unsafe.Sizeof(x)", {})
