@@ -119,6 +119,8 @@ class Leak:
     where: str
 
     def __str__(self) -> str:
+        if self.question == "*":  # structural: outputs, execution counts, solution markers
+            return f"{self.form} in {self.where}"
         return f"{self.question}: answer {self.form!r} appears in {self.where}"
 
 
@@ -450,7 +452,9 @@ def check_release(student_nb: Path, name: str) -> None:
     problem = module.generate(seed)
     found = leaks(student_nb, problem, vocabulary(module, problem))
     if found:
-        raise ClassroomError(f"{student_nb} reveals answers: " + "; ".join(map(str, found[:5])))
+        found.sort(key=lambda leak: leak.question == "*")  # answers first, then outputs and markers
+        more = f"; and {len(found) - 6} more" if len(found) > 6 else ""
+        raise ClassroomError(f"{student_nb} reveals answers: " + "; ".join(map(str, found[:6])) + more)
 
 
 def rehearse(root: Path, notebooks: dict[str, Path] | None = None, pythonpath=(), feedback: bool = True) -> dict:

@@ -243,6 +243,14 @@ def test_make_student_writes_student_versions(tmp_path, fixture_source):
         assert student.is_file()
         assert leaks(student, module_for(name).generate(notebook_seed(student))) == []
     assert (tmp_path / "work" / "gradebook.db").is_file()
+    students = [str(out / name / f"{name}.ipynb") for name in LABS]
+    clean = run([sys.executable, "-m", "helpers.classroom", "leaks", *students], timeout=300,
+                env={"PYTHONPATH": str(FIXTURE)})
+    assert clean.stdout.count("no answers revealed") == len(LABS)
+    leaky = subprocess.run([sys.executable, "-m", "helpers.classroom", "leaks", str(fixture_source)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(FIXTURE)})
+    assert leaky.returncode == 1 and "reveals answers: index: answer '2752' appears in" in leaky.stdout
+    assert "outputs in cells[" in leaky.stdout
 
 
 def test_classroom_cli_errors_are_one_line(tmp_path):
