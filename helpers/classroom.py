@@ -539,7 +539,7 @@ def main(argv=None) -> int:
         if args.cmd == "student":
             for name, path in build_student_versions(args.out, args.labs, args.work).items():
                 shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-                print(f"{name:12} {shown}")
+                print(f"{name:12} {shown}  (checked: reveals no answer)")
         elif args.cmd == "rehearse":
             chosen = None
             if args.lab:
