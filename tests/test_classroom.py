@@ -77,7 +77,12 @@ def rehearsal(tmp_path_factory, fixture_source) -> dict:
                                                                stderr=subprocess.PIPE, text=True)))
     report = {}
     for path, proc in procs:
-        out, err = proc.communicate(timeout=900)
+        try:
+            out, err = proc.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            for _, other in procs:
+                other.kill()
+            raise
         assert proc.returncode == 0, (out[-2000:], err[-3000:])
         report.update(json.loads(path.read_text()))
     return report
