@@ -50,6 +50,7 @@ SYNTAXES = ("att", "intel")
 BACKENDS = ("auto", "keystone", "gnu-as")
 AS_TIMEOUT = 20.0          # seconds for one `as` run
 MAX_SOURCE = 200_000       # characters; bigger input is refused, not slowly chewed
+MAX_CODE = 1 << 20         # bytes of machine code
 
 
 class AsmError(ValueError):
@@ -289,6 +290,7 @@ def _gnu_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
     if path is None:
         raise AsmError("GNU as (binutils, x86 target) is not installed; use backend='keystone' "
                        "or install binutils (apt-get install binutils)")
+    _guard_directives(source)
     with tempfile.TemporaryDirectory(prefix="helpers-asm-") as d:
         pre, user, obj = (os.path.join(d, n) for n in ("prologue.s", "input.s", "out.o"))
         with open(pre, "w") as f:          # separate file, so line numbers in input.s stay the reader's
@@ -309,14 +311,18 @@ def _gnu_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
         if proc.returncode != 0:
             first = (proc.stderr or "").strip().splitlines()[-1:] or ["unknown failure"]
             raise AsmError(f"line 1: GNU as failed: {first[0]}")
+        if os.path.getsize(obj) > 4 * MAX_CODE:
+            raise AsmError(f"line 1: the program is larger than {MAX_CODE} bytes")
         with open(obj, "rb") as f:
             elf = ELFFile(f)
             text = elf.get_section_by_name(".text")
+            if text is not None and text["sh_size"] > MAX_CODE:
+                raise AsmError(f"line 1: the program is larger than {MAX_CODE} bytes")
             code = bytearray(text.data()) if text is not None else bytearray()
             text_index = elf.get_section_index(".text")
             for sec in elf.iter_sections():
-                if (sec["sh_flags"] & 2) and sec.name != ".text" and sec["sh_size"] > 0 \
-                        and not sec.name.startswith(".note"):
+                if (sec["sh_flags"] & 2) and sec.name not in (".text", ".eh_frame") \
+                        and sec["sh_size"] > 0 and not sec.name.startswith(".note"):
                     raise AsmError(f"line {_line_of(source, sec.name)}: only .text is supported, "
                                    f"the program also fills section {sec.name}")
             symtab = elf.get_section_by_name(".symtab")
@@ -328,6 +334,43 @@ def _gnu_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
                 for rel in sec.iter_relocations():
                     _apply_reloc(code, rel, sec.is_RELA(), symtab, text_index, arch, address, source)
     return bytes(code)
+
+
+# Directives that could make `as` read files, or write gigabytes before its
+# timeout (".space 0x1000000000" writes a 64 GiB object): refused, or bounded.
+_SIZE_DIRECTIVES = {".space": 0, ".skip": 0, ".zero": 0, ".fill": 0, ".org": 0, ".rept": 0,
+                    ".align": 0, ".balign": 0, ".p2align": 0}
+
+
+def _guard_directives(source: str):
+    nest = []                            # .rept counts of the enclosing blocks
+    for lineno, stmt in _statements(source):
+        stmt = _LABEL_DEF.sub("", stmt).strip()
+        words = stmt.split(None, 1)
+        if not words or not words[0].startswith("."):
+            continue
+        name = words[0].lower()
+        if name in (".irp", ".irpc"):
+            nest.append(1)
+        elif name == ".endr" and nest:
+            nest.pop()
+        if name in (".include", ".incbin"):
+            raise AsmError(f"line {lineno}: {name} is not allowed (the program must be self-contained)")
+        if name not in _SIZE_DIRECTIVES:
+            continue
+        args = [a.strip() for a in (words[1] if len(words) > 1 else "").split(",")]
+        nums = [_number(a.lstrip("-"), "att") if a else 0 for a in args]
+        if None in nums:
+            raise AsmError(f"line {lineno}: {name} takes plain numbers here")
+        size = nums[0] * (nums[1] if name == ".fill" and len(nums) > 1 else 1)
+        if name == ".rept":
+            nest.append(max(nums[0], 1))
+        repeat = functools.reduce(lambda a, b: a * b, nest, 1)
+        if name == ".p2align":
+            size = 1 << min(nums[0], 64)
+        if size * repeat > MAX_CODE or repeat > MAX_CODE:
+            raise AsmError(f"line {lineno}: {name} {args[0]} would make the program larger than "
+                           f"{MAX_CODE} bytes")
 
 
 def _apply_reloc(code, rel, is_rela, symtab, text_index, arch, address, source):
@@ -500,6 +543,8 @@ class _KsProgram:
                     break
                 labels.append(m.group(1))
                 stmt = stmt[m.end():].strip()
+            if self._no_op_directive(stmt):
+                stmt = ""
             bad = re.search(r"[^\w%$,()\[\]:+\-*.\s]", stmt)
             if bad:                      # K13: e.g. "<" makes keystone loop forever
                 raise AsmError(f"line {lineno}: character {bad.group()!r} is not supported without GNU as")
@@ -528,6 +573,15 @@ class _KsProgram:
                 self.lines.append(f"{lab}:")
             if stmt:
                 self._add(lineno, stmt)
+
+    def _no_op_directive(self, stmt: str) -> bool:
+        """Directives that change no byte here (so keystone need not see them)."""
+        low = " ".join(stmt.lower().split())
+        return (low in (".text", ".section .text", f".code{self.arch[-2:]}")
+                or re.fullmatch(r"\.(globl|global|local|hidden) [a-z_.$][\w.$]*", low) is not None
+                or re.fullmatch(r"\.type [a-z_.$][\w.$]*, *[@%](function|object|notype)", low) is not None
+                or (self.syntax == "intel" and low == ".intel_syntax noprefix")
+                or (self.syntax == "att" and low in (".att_syntax", ".att_syntax prefix")))
 
     # K3: numeric local labels -> unique names (GNU as manual, "Local Labels")
     def _number_labels(self, stmts):
@@ -567,8 +621,9 @@ class _KsProgram:
                            "mis-encoded by keystone 0.9.2; not supported without GNU as")
         far = _KS_FAR.match(stmt)
         if far and not far["ops"].lstrip().startswith("*") and (
-                far["m"].lower().startswith("l") or "far" in far["m"].lower()
-                or re.match(r"^[^\[(]*:", far["ops"])):
+                (far["m"].lower().startswith("l") and far["ops"].lstrip().startswith("$"))
+                or "far" in far["m"].lower()
+                or re.fullmatch(r"\s*[\w.$]+\s*:\s*[\w.$]+\s*", far["ops"])):
             self._far(lineno, stmt, far)
             return
         br = _ABS_BRANCH.fullmatch(stmt)
