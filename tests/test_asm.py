@@ -1,11 +1,9 @@
 """Tests for helpers.asm: GNU as references, keystone never wrong, round trips, bad input."""
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
-import shutil
 import string
 import tempfile
 from pathlib import Path
@@ -184,6 +182,8 @@ def test_bad_types():
         disassemble("90")
     with pytest.raises(AsmError, match="line 2: unsupported character"):
         assemble("nop\nmov \u00e9, %eax")
+    for backend in BACKENDS:           # comments may be written in any language
+        assert assemble("nop  # \u4e2d\u65ad\nret", backend=backend).code == b"\x90\xc3"
 
 
 @needs_as
