@@ -311,9 +311,11 @@ def _gnu_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
             proc = _run(argv)
         except ToolchainError as e:
             raise AsmError(f"line 1: GNU as did not finish: {e}") from None
-        diags = [m for m in _GAS_DIAG.finditer(proc.stderr or "")]
-        # Warnings count as errors: gas warns e.g. "value 0x1ff truncated to 0xff"
-        # and then emits bytes that are not what the reader wrote.
+        diags = [m for m in _GAS_DIAG.finditer(proc.stderr or "")
+                 if not m["msg"].startswith("no instruction mnemonic suffix given and no register "
+                                            "operands; using default")]   # "sysret": the default is GNU's
+        # Warnings count as errors: gas warns e.g. "0x1ff shortened to 0xff" and
+        # then emits bytes that are not what the reader wrote.
         for m in sorted(diags, key=lambda m: (m["kind"] != "Error", int(m["line"]))):
             raise AsmError(f"line {m['line']}: {_gas_message(m['msg'])}")
         if proc.returncode != 0:
@@ -445,6 +447,7 @@ def _apply_reloc(code, rel, is_rela, symtab, text_index, arch, address, source):
 #  K10 "int $3" -> cd 03; GNU as emits int3 (cc).  Fix: rewritten to int3.
 #  K11 "mov %ax, %ds" -> 66 8e d8 (stray prefix; GNU as: 8e d8).  Fix: the
 #     32-bit register is named instead (same encoding in GNU as).
+#  K14 "nopw 0x0(%rax,%rax,1)" -> 66 0f 18 24 00 (GNU: 66 0f 1f 04 00).  Refused.
 #  K12 Intel "mov eax, lab" (GNU: load from memory at lab, a1 ...) -> keystone
 #     encodes the immediate "mov eax, offset lab" (b8 ...).  Fix: refused.
 #  K13 keystone hangs in an endless loop on some input (the one-character
@@ -452,7 +455,7 @@ def _apply_reloc(code, rel, is_rela, symtab, text_index, arch, address, source):
 #     others.  Fix: keystone runs in a worker process with a timeout
 #     (_KsWorker); characters outside the x86 operand alphabet are refused
 #     before keystone sees them.
-_KS_FAR = re.compile(r"^(?P<m>l?(?:jmp|call)l?|(?:jmp|call)\s+far(?:\s+ptr)?)\s+(?P<ops>.*)$", re.I)
+_KS_FAR = re.compile(r"^(?P<m>(?:jmp|call)\s+far(?:\s+ptr)?|l?(?:jmp|call)l?)\s+(?P<ops>.*)$", re.I)
 _NUM_TOKEN = re.compile(r"(?<![\w.])[0-9][\w$.]*")
 _LABEL_DEF = re.compile(r"^\s*([A-Za-z_.$][\w.$]*|[0-9]+)\s*:(?!:)")
 _ABS_BRANCH = re.compile(r"(?P<m>jmp[lq]?|call[lq]?|j[a-z]{1,4})\s+(?P<target>[0-9]\w*)", re.I)
@@ -575,10 +578,12 @@ class _KsProgram:
         self._number_labels(merged)
         self.branches = {}               # insn index -> absolute target (K8)
         self.lines = []                  # keystone source lines
-        self.insns = []                  # (lineno, original text, [(value, kind)]) per instruction
+        self.insns = []                  # (lineno, source text, numbers, keystone text)
+        self.label_index = {}            # label -> index of the instruction it precedes
         for lineno, labels, stmt in merged:
             for lab in labels:
                 self.lines.append(f"{lab}:")
+                self.label_index[lab] = len(self.insns)
             if stmt:
                 self._add(lineno, stmt)
 
@@ -671,16 +676,34 @@ class _KsProgram:
         # K10: GNU as assembles "int $3" as the one-byte int3 (CC); keystone gives CD 03
         if low == "int" and len(ops) == 1 and ops[0].lstrip("$") == "0x3":
             return _join(prefixes, "int3", [])
-        # K11: "mov %ax, %ds": keystone adds a 0x66 prefix GNU as omits (Intel SDM:
-        # MOV Sreg, r/m16 ignores operand size); say it with the 32-bit register instead
-        if low in ("mov", "movw") and len(ops) == 2:
-            sreg = 1 if self.syntax == "att" else 0
-            if re.fullmatch(r"%?[c-gs]s", ops[sreg].strip(), re.I):
-                src = ops[1 - sreg].strip()
-                m = re.fullmatch(r"(%?)([abcd]x|si|di|sp|bp)", src, re.I)
-                if m:
-                    ops[1 - sreg] = f"{m.group(1)}e{m.group(2)}"
-                    return _join(prefixes, "mov", ops)
+        # K11: moves to/from a segment register: keystone adds 0x66 ("mov %ax, %ds",
+        # "movw %fs, (%rax)", Intel "mov word ptr [eax], ds") or REX.W ("mov %fs, %rax");
+        # GNU as emits neither (Intel SDM Vol. 2B MOV: Sreg moves ignore operand size).
+        # Said with no size and a 32-bit register, keystone emits GNU's bytes.
+        if re.fullmatch(r"mov[wlq]?", low) and len(ops) == 2 and any(
+                re.fullmatch(r"%?[c-gs]s", o.strip(), re.I) for o in ops):
+            dest = len(ops) - 1 if self.syntax == "att" else 0
+            to_sreg = re.fullmatch(r"%?[c-gs]s", ops[dest].strip(), re.I) is not None
+            for i, o in enumerate(ops):
+                o = re.sub(r"^(?:word|dword|qword)\s+ptr\s+", "", o.strip(), flags=re.I)
+                # r64 -> r32 always; r16 -> r32 only when loading the Sreg ("mov %ds, %ax" keeps 66)
+                m = re.fullmatch(r"(%?)(r|e|)([abcd]x|si|di|sp|bp)", o, re.I)
+                if m and (m.group(2).lower() == "r" or (to_sreg and not m.group(2))):
+                    o = f"{m.group(1)}e{m.group(3)}"
+                ops[i] = o
+            return _join(prefixes, "mov", ops)
+        # K11 too: 32-bit Intel "push ds" -> 66 1e (GNU as: 1e); no spelling avoids it
+        if self.syntax == "intel" and not x64 and low in ("push", "pop") and len(ops) == 1 \
+                and re.fullmatch(r"[c-es]s", ops[0].strip(), re.I):
+            raise AsmError(f"line {lineno}: '{text}' in 32-bit Intel syntax gets a stray 0x66 from "
+                           "keystone 0.9.2; not supported without GNU as")
+        # K14: "nopw 0x0(%rax,%rax,1)" -> 66 0f 18 /4 (a prefetch-hint opcode) instead
+        # of GNU's 66 0f 1f /0; multi-byte nops are refused
+        if re.fullmatch(r"nop[wlq]?", low) and ops:
+            raise AsmError(f"line {lineno}: multi-byte '{mnem}' is mis-encoded by keystone 0.9.2; "
+                           "not supported without GNU as")
+        if self.syntax == "intel" and re.search(r"\boffset\b", text, re.I):
+            raise AsmError(f"line {lineno}: 'offset' is not supported without GNU as")
         if self.syntax == "intel" and not branch:
             for op in ops:               # K12: GNU Intel "mov eax, lab" loads memory; keystone
                 bare = re.sub(r"\[.*?\]", "", op)   # makes it an immediate
@@ -706,6 +729,8 @@ class _KsProgram:
                 v = int(m.group(2), 16) * (-1 if m.group(1) else 1)
                 if -(1 << 31) <= v < (1 << 31):
                     mnem = "movq"
+            elif ops[0].strip().startswith("$") and re.fullmatch(_REG64, ops[1].strip(), re.I):
+                mnem = "movq"            # "$label": GNU uses C7 /0 + R_X86_64_32S too
         return _join(prefixes, mnem, ops)
 
     def _abs_branch(self, lineno, stmt, br):
@@ -910,14 +935,13 @@ def _patch_branches(prog, code: bytes, decoded, arch: str) -> bytes:
 
 
 def _regs_in_text(text: str, syntax: str) -> set:
-    text = text.lower()
+    text = re.sub(r"\bst\s*\(\s*(?:0x)?([0-7])\s*\)", r"st(\1)", text.lower())   # st(0x1) -> st(1)
     if syntax == "att":
-        names = re.findall(r"%(st\s*\(\s*\d\s*\)|\w+)", text)
+        names = re.findall(r"%(st\(\d\)|\w+)", text)
     else:
-        names = [n for n in re.findall(r"(?<![\w.$])(st\s*\(\s*\d\s*\)|[a-z_]\w*)", text)
-                 if re.sub(r"\s", "", n) in _REGISTERS or n == "st"]
-    out = {re.sub(r"\s", "", n) for n in names}
-    return {"st(0)" if n == "st" else n for n in out} - {"riz", "eiz"}
+        names = [n for n in re.findall(r"(?<![\w.$])(st\(\d\)|[a-z_]\w*)", text)
+                 if n in _REGISTERS or n == "st"]
+    return {"st(0)" if n == "st" else n for n in names} - {"riz", "eiz"}
 
 
 def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address: int):
@@ -933,10 +957,13 @@ def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address:
         lineno = prog.insns[min(len(decoded), len(prog.insns) - 1)][0]
         raise AsmError(f"line {lineno}: keystone output does not decode to one instruction per "
                        "statement; not supported without GNU as")
+    end = address + len(code)
+    labels = {name: decoded[i].address if i < len(decoded) else end
+              for name, i in prog.label_index.items()}
     for (lineno, stmt, values, text), insn in zip(prog.insns, decoded):
         if values is None:
             continue
-        found, regs = [], set()
+        found, regs, rip = [], set(), None
         for op in insn.operands:
             if op.type == capstone.x86.X86_OP_IMM:
                 found.append((op.imm, op.size or 8))
@@ -946,21 +973,58 @@ def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address:
                 found.append((op.mem.disp, 8 if arch == "x86_64" else 4))
                 found.append((op.mem.scale, 8))
                 regs |= {insn.reg_name(r) for r in (op.mem.base, op.mem.index, op.mem.segment) if r}
-        why = None
+                if op.mem.base == capstone.x86.X86_REG_RIP:
+                    rip = insn.address + insn.size + op.mem.disp
+        why, values = None, list(values)
+        # label references: "lab", "lab+0x4", "lab-0x8" must decode to the label's address (+n)
+        for m in re.finditer(r"(?<![\w.$%])([A-Za-z_.][\w.$]*)(?:\s*([-+])\s*(0x[0-9a-f]+))?", text, re.I):
+            if m.group(1) not in labels:
+                continue
+            n = int(m.group(3), 16) * (-1 if m.group(2) == "-" else 1) if m.group(3) else 0
+            if n in values:
+                values.remove(n)
+            want_v = labels[m.group(1)] + n
+            if not (any(_same(want_v, got, size) for got, size in found)
+                    or (rip is not None and (rip - want_v) % (1 << 64) == 0)):
+                why = f"label {m.group(1)} = {want_v:#x} lost or out of range"
         for v in values:
             if not any(_same(v, got, size) for got, size in found) and not _implicit_one(v, insn):
                 why = f"value {v:#x} lost or out of range"
         want = _regs_in_text(text, syntax)
         if not _STRING_OPS.match(insn.mnemonic) and not why:
-            extra, missing = regs - want, want - regs - {"ds"}
+            # capstone lists x87's implicit st(0) ("fld %st(1)"); "ds" is the default segment
+            extra, missing = regs - want - {"st(0)"}, want - regs - {"ds", "st(0)"}
             if extra or missing:
                 why = f"registers {sorted(extra | missing)} differ"
+        why = why or _prefix_problem(insn, text, want, arch)
         if arch == "x86_64" and insn.opcode[0] in (0xA0, 0xA1, 0xA2, 0xA3) and "movabs" not in stmt.lower():
             why = "64-bit moffs form instead of GNU as's ModRM form"
         if why:
             raise AsmError(f"line {lineno}: keystone encoded '{stmt}' as '{insn.mnemonic} "
                            f"{insn.op_str}' ({why}); not supported without GNU as")
     return decoded
+
+
+_R16 = {"ax", "bx", "cx", "dx", "si", "di", "sp", "bp"} | {f"r{i}w" for i in range(8, 16)}
+_R64 = {"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp"} | {f"r{i}" for i in range(8, 16)}
+
+
+def _prefix_problem(insn, text: str, regs: set, arch: str):
+    """A stray operand-size prefix (0x66) or REX.W the statement gives no reason
+    for -- the shape of K5 and K11, checked on every instruction."""
+    low = text.lower()                   # judged on the source, never on capstone's reading
+    if any(r.startswith(("xmm", "ymm", "mm", "st")) for r in regs):
+        return None                      # SSE/x87: 0x66 and REX.W are part of the opcode
+    asked = _split_insn(low)[1]
+    if insn.prefix[2] == 0x66 and not (
+            regs & _R16 or re.search(r"(?<![dqxy])word\s+ptr", low) or "data16" in low
+            or re.fullmatch(r"[a-z]+w", asked)):
+        return "a 0x66 prefix the statement does not ask for"
+    if arch == "x86_64" and insn.rex & 8 and not (
+            regs & _R64 or "qword" in low or re.fullmatch(r"[a-z0-9]+q", asked)
+            or asked in ("cqto", "cqo", "cdqe", "movabs", "movsxd", "cmpxchg16b")):
+        return "a REX.W prefix the statement does not ask for"
+    return None
 
 
 def _same(v: int, got: int, size: int) -> bool:

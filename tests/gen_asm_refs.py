@@ -162,6 +162,27 @@ enter $16, $0
 in $0x60, %al
 out %al, $0x80
 outb %al, %dx
+mov %fs, %rax
+mov %rax, %fs
+movw %fs, (%rax)
+mov %ds, %ax
+mov %ss, %eax
+push %fs
+pop %gs
+nopw 0x0(%rax,%rax,1)
+nopl 0x0(%rax)
+fld %st(1)
+faddp %st, %st(1)
+fldz
+mov 0x1000, %eax
+mov %eax, 0x1000
+jmp *0x1000
+lidt 0x1000
+sysretq
+ltr %ax
+mov %cr4, %rcx
+shld $4, %rax, %rdx
+popcnt %rax, %rbx
 """,
     ("x86_64", "intel"): r"""
 mov rbp, rsp
@@ -338,6 +359,12 @@ mov ds, ax
 lock inc dword ptr [eax]
 rep movsb
 movaps xmm1, xmm0
+push ds
+pop es
+push fs
+mov word ptr [eax], ds
+mov ax, ss
+lds ebx, [eax]
 """,
 }
 
@@ -453,6 +480,26 @@ data:
     syscall
     ret
 msg:
+    nop
+"""),
+    ("x86_64", "att", 0x10000, "64-bit: label immediates, label+offset memory, indirect jump", """\
+    mov $table, %rax
+    mov $table, %ecx
+    lea table+8, %rdx
+    mov table+4(%rip), %esi
+    jmp *table(,%rdi,8)
+table:
+    nop
+"""),
+    ("x86_32", "intel", 0x8000, "32-bit intel: label arithmetic and segment loads", """\
+    lea eax, [table+4]
+    mov ebx, dword ptr [table]
+    mov ax, 0x10
+    mov ds, ax
+    jmp 0x8:next
+next:
+    jmp [table+ebx*4]
+table:
     nop
 """),
     ("x86_64", "intel", 0, "intel: forward/back jumps over a short and a long distance", """\
