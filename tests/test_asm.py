@@ -445,6 +445,22 @@ def _sample(strategy):
     return out[0]
 
 
+@needs_as
+def test_jump_relaxation_matches_gnu_as_at_the_rel8_boundary():
+    """Short/near choice for label jumps around the +-127 byte edge, both backends, all modes."""
+    for arch, syntax in MODES:
+        srcs = []
+        for pad in (125, 126, 127, 128, 129, 130):
+            nops = "\n".join(["nop"] * pad)
+            srcs += [f"jmp 1f\n{nops}\n1: ret", f"1: nop\n{nops}\njne 1b\nret",
+                     f"2:\njbe 1f\n{nops}\njmp 2b\n1: call 2b\nret"]
+        refs = gas_reference(srcs, arch, syntax)        # one `as` run per mode
+        assert {r[0] for r in refs[::3]} == {0xEB, 0xE9}  # both the short and the near jmp occur
+        assert assemble("\n".join(srcs), arch, syntax).code == b"".join(refs)
+        for src, want in zip(srcs, refs):
+            assert assemble(src, arch, syntax, backend="keystone").code == want
+
+
 # ---------------------------------------------------------------- round trips and robustness
 @st.composite
 def roundtrip_program(draw):
