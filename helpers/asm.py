@@ -281,13 +281,18 @@ _RELOCS = {
 }
 
 
-def _fits(value: int, size: int, signed) -> bool:
-    bits = 8 * size
-    if signed is None:                       # full-width field: wraps like the CPU does
+def _fits(value: int, size: int, signed, arch: str) -> bool:
+    """Does a relocated value fit its field?  Addresses wrap at the arch's width
+    (0xffffffff80000000 is -0x80000000 to a sign-extended 32-bit field)."""
+    width = 64 if arch == "x86_64" else 32
+    value %= 1 << width
+    if signed is None or 8 * size == width:  # full-width field: wraps like the CPU does
         return True
+    bits = 8 * size
     if signed:
+        value -= (1 << width) if value >= 1 << (width - 1) else 0
         return -(1 << (bits - 1)) <= value < (1 << (bits - 1))
-    return 0 <= value < (1 << bits)
+    return value < (1 << bits)
 
 
 def _gnu_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
@@ -402,7 +407,7 @@ def _apply_reloc(code, rel, is_rela, symtab, text_index, arch, address, source):
         raise AsmError(f"line {_line_of(source, name)}: symbol '{name}' is not in .text")
     addend = rel["r_addend"] if is_rela else int.from_bytes(code[off:off + size], "little", signed=True)
     value = s + addend - (address + off if pcrel else 0)
-    if not _fits(value, size, signed):
+    if not _fits(value, size, signed, arch):
         raise AsmError(f"line {_line_of(source, name) if name else 1}: value {value:#x} does not fit "
                        f"a {8 * size}-bit field (at offset {off:#x})")
     code[off:off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
@@ -433,7 +438,8 @@ def _apply_reloc(code, rel, is_rela, symtab, text_index, arch, address, source):
 #     operand-size prefix; GNU as: 0f 01 18).  Fix: refused in that mode.
 #  K6 AT&T "mov $0x10, %rax" -> 48 b8 + imm64 (movabs); GNU as picks the
 #     7-byte 48 c7 c0 form whenever the value fits a signed 32-bit immediate.
-#     Fix: rewritten to "movq" in that case (keystone then matches GNU as).
+#     Fix: rewritten to "movq" in that case, and for "$label" (GNU: C7 + a
+#     32-bit signed relocation), after which keystone matches GNU as.
 #  K7 out-of-range immediates are silently truncated: "mov $0x1ff, %al" ->
 #     b0 ff (GNU as warns; we treat that as an error).  Caught by the
 #     capstone cross-check (each number of the source must appear, in range).
@@ -445,16 +451,21 @@ def _apply_reloc(code, rel, is_rela, symtab, text_index, arch, address, source):
 #     Fix: rewritten with a %riz index (keystone then emits GNU's bytes); the
 #     cross-check rejects any %rip base or moffs form the source did not ask for.
 #  K10 "int $3" -> cd 03; GNU as emits int3 (cc).  Fix: rewritten to int3.
-#  K11 "mov %ax, %ds" -> 66 8e d8 (stray prefix; GNU as: 8e d8).  Fix: the
-#     32-bit register is named instead (same encoding in GNU as).
-#  K14 "nopw 0x0(%rax,%rax,1)" -> 66 0f 18 24 00 (GNU: 66 0f 1f 04 00).  Refused.
+#  K11 segment registers: "mov %ax, %ds" -> 66 8e d8, "movw %fs, (%rax)" ->
+#     66 8c 20, "mov %fs, %rax" -> 48 8c e0, 32-bit Intel "push ds" -> 66 1e;
+#     GNU as emits none of these prefixes.  Fix: Sreg moves are said with no
+#     size and a 32-bit register (keystone then matches); "push ds" is refused.
 #  K12 Intel "mov eax, lab" (GNU: load from memory at lab, a1 ...) -> keystone
 #     encodes the immediate "mov eax, offset lab" (b8 ...).  Fix: refused.
-#  K13 keystone hangs in an endless loop on some input (the one-character
-#     program "<" never returns, in any syntax) and is known to crash on
-#     others.  Fix: keystone runs in a worker process with a timeout
-#     (_KsWorker); characters outside the x86 operand alphabet are refused
-#     before keystone sees them.
+#  K13 keystone loops forever on some input (the one-character program "<",
+#     in any syntax; also "-", "[t", "* *").  Fix: keystone runs in a worker
+#     process with a per-request timeout (_KsWorker), and only statements of a
+#     conservative operand grammar reach it.
+#  K14 "nopw 0x0(%rax,%rax,1)" -> 66 0f 18 24 00, a prefetch-hint opcode (GNU:
+#     66 0f 1f 04 00).  Fix: multi-byte nops are refused.
+# Beyond these, _cross_check decodes every instruction keystone emits and
+# compares it with the statement: numbers, label values, registers, and any
+# 0x66 / REX.W prefix the statement gives no reason for.
 _KS_FAR = re.compile(r"^(?P<m>(?:jmp|call)\s+far(?:\s+ptr)?|l?(?:jmp|call)l?)\s+(?P<ops>.*)$", re.I)
 _NUM_TOKEN = re.compile(r"(?<![\w.])[0-9][\w$.]*")
 _LABEL_DEF = re.compile(r"^\s*([A-Za-z_.$][\w.$]*|[0-9]+)\s*:(?!:)")
@@ -977,7 +988,7 @@ def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address:
                     rip = insn.address + insn.size + op.mem.disp
         why, values = None, list(values)
         # label references: "lab", "lab+0x4", "lab-0x8" must decode to the label's address (+n)
-        for m in re.finditer(r"(?<![\w.$%])([A-Za-z_.][\w.$]*)(?:\s*([-+])\s*(0x[0-9a-f]+))?", text, re.I):
+        for m in re.finditer(r"(?<![\w.%])([A-Za-z_.][\w.$]*)(?:\s*([-+])\s*(0x[0-9a-f]+))?", text, re.I):
             if m.group(1) not in labels:
                 continue
             n = int(m.group(3), 16) * (-1 if m.group(2) == "-" else 1) if m.group(3) else 0

@@ -123,6 +123,16 @@ def test_keystone_radix_bug_is_real_and_harmless_here():
     assert assemble("sub rsp, 16", syntax="intel", backend="keystone").code.hex() == "4883ec10"
 
 
+@pytest.mark.parametrize("backend", ["keystone", "auto"])
+def test_label_addresses_in_the_kernel_half_and_overflow(backend):
+    # -2 GiB (kernel text): a sign-extended 32-bit absolute address is fine ...
+    a = assemble("lea lab, %rax\nlab: nop", address=0xFFFFFFFF80000000, backend=backend)
+    assert a.code.hex() == "488d04250800008090"
+    # ... but 0x80000007 in "mov $lab, %rax" would sign-extend to another address
+    with pytest.raises(AsmError, match="^line 1: "):
+        assemble("mov $lab, %rax\nlab: nop", address=0x80000000, backend=backend)
+
+
 # ---------------------------------------------------------------- API shape
 def test_assembly_object_and_listing():
     a = assemble("push %rbp\nmov %rsp, %rbp\nsubq $16, %rsp\nret", address=0x1000)
