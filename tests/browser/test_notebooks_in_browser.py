@@ -72,6 +72,10 @@ def kernel_sha256(lab: Lab, expr: str) -> str:
     return lab.kernel(f"import hashlib; print(hashlib.sha256({expr}).hexdigest())").strip()
 
 
+def slider_readout(lab: Lab, container: str, label: str) -> str:
+    return lab.page.locator(container).locator(".widget-slider", has_text=label).locator(".widget-readout").first.inner_text().strip()
+
+
 def burst_slider(lab: Lab, container: str, label: str, presses: int = 20) -> None:
     """A person dragging a slider fast: ``presses`` key presses on its handle with no wait in between."""
     slider = lab.page.locator(container).locator(".widget-slider", has_text=label).locator(".noUi-handle").first
@@ -116,7 +120,7 @@ def test_gate_workbench_follows_a_burst_of_dpl_changes(lab, screenshot):
     state = lab.kernel(kernel_widget("helpers.widgets.idt.GateWorkbench")
                        + "print(w.dpl.value, hashlib.sha256(w.render()[0]).hexdigest(), w.status.value == '')")
     dpl, expected, no_error = state.split()
-    assert dpl == "3" and no_error == "True"
+    assert dpl == "3" == slider_readout(lab, box, "DPL") and no_error == "True"
     shown = image_sha256(lab, box)
     assert shown == [expected], "the workbench must show exactly one figure, the one for the final DPL"
     after = lab.page.locator(box).inner_text()
@@ -150,3 +154,25 @@ def test_delivery_viewer_shows_frame_and_if(lab, screenshot):
     assert image_sha256(lab, ".delivery-viewer") == [state.strip()]
     assert before  # the viewer showed a frame before the click too
     screenshot(lab.page, "delivery-viewer-triggered")
+
+
+def test_stack_growth_viewer_runs_and_steps_through_events(lab, screenshot):
+    run_notebook(lab, "chapters/04b_goroutine_stacks.ipynb")
+    box = lab.page.locator(".stack-growth-viewer")
+    box.scroll_into_view_if_needed()
+    depth = box.locator(".widget-inline-hbox", has_text="depth").locator("input")
+    depth.fill("120")
+    depth.press("Enter")
+    box.get_by_role("button", name="Run").click()
+    lab.wait_quiet(seconds=1.5)
+    widget = kernel_widget("helpers.widgets.gostack.StackGrowthViewer")
+    state = lab.kernel(widget + "print(w.depth.value, len(w.runtime().events), w.status.value == '')").split()
+    assert state[0] == "120" and int(state[1]) >= 2 and state[2] == "True"
+    assert "result" in box.inner_text()
+
+    burst_slider(lab, ".stack-growth-viewer", "event", presses=20)   # step through the growth events fast
+    lab.wait_quiet(seconds=1.5)
+    final = lab.kernel(widget + "print(w.event.value, hashlib.sha256(w.render()[0]).hexdigest())").split()
+    assert int(final[0]) > 0 and final[0] == slider_readout(lab, ".stack-growth-viewer", "event")
+    assert image_sha256(lab, ".stack-growth-viewer") == [final[1]]   # one figure, the one for the final event
+    screenshot(lab.page, "stack-growth-viewer")
