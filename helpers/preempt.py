@@ -152,8 +152,8 @@ import (
 )
 
 //go:noinline
-func handler() *int {
-	x := 42
+func leak() *int {
+	x := 1729
 	return (*int)(unsafe.Pointer(&x))
 }
 
@@ -174,7 +174,7 @@ func clobber(n int) int {
 }
 
 func main() {
-	p := handler()
+	p := leak()
 	clobber(99)
 	fmt.Println("after clobber:", *p, local())
 }
