@@ -20,7 +20,7 @@ lab: setup
 
 # Unit, property and ledger tests, then every notebook under strict nbval, in one pytest run.
 test: setup
-	$(VENV)/bin/pytest tests --nbval $(NOTEBOOKS) --sanitize-with tests/sanitize.cfg
+	$(VENV)/bin/pytest tests --nbval $(NOTEBOOKS) --nbval-sanitize-with tests/sanitize.cfg
 
 # The static reading edition (HTML) in build/book, from the committed executed notebooks; then check it.
 book: setup
