@@ -830,6 +830,7 @@ class _KsWorker:
         atexit.register(self.stop)
 
     def start(self) -> bool:
+        self.owner = os.getpid()
         self.proc = subprocess.Popen([sys.executable, "-c", _KS_CHILD], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.buf = b""
@@ -852,6 +853,8 @@ class _KsWorker:
         return line
 
     def stop(self):
+        if self.proc is not None and getattr(self, "owner", None) != os.getpid():
+            self.proc = None             # inherited through fork: not ours to kill
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.kill()
@@ -862,6 +865,8 @@ class _KsWorker:
 
     def call(self, req: dict, timeout: float):
         with self.lock:
+            if self.proc is not None and self.owner != os.getpid():
+                self.proc = None         # forked: the parent's worker is not ours to use
             if self.proc is None or self.proc.poll() is not None:
                 self.stop()
                 if not self.start():
