@@ -303,6 +303,20 @@ def compile_flags(conv, compiler: str) -> dict:
     raise ValueError(f"unknown compiler {compiler!r} (use 'zig' or 'gcc')")
 
 
+def patchable_entry(conv, compiler: str, function: str = "f3", nops: int = 5) -> bytes:
+    """The first ``nops`` bytes of ``function`` built with ``-fpatchable-function-entry=nops``.
+
+    The compiler reserves NOP bytes at each function's entry for code patching to rewrite later. ftrace uses this
+    flag on several architectures; on x86 it uses ``-mfentry``, whose entry call is likewise turned into a NOP at
+    boot (torvalds/linux arch/x86/kernel/ftrace.c). Either way the patch site does not depend on the convention.
+    """
+    from . import toolchain
+    kw = compile_flags(conv, compiler)
+    kw["flags"] = kw["flags"] + [f"-fpatchable-function-entry={nops}"]
+    _addr, code = load_object(toolchain.cc(callee_source(conv, 4), **kw).path).function(function)
+    return code[:nops]
+
+
 # --------------------------------------------------------------------------------------------------
 # Objects into the emulator
 # --------------------------------------------------------------------------------------------------

@@ -177,3 +177,11 @@ def test_widget_without_compilers_still_draws(monkeypatch):
 
 def test_agreement_helper():
     assert abi.agreement("regparm(2)", "zig", trials=1) == abi.CALLEE_ARGS
+
+
+def test_patchable_entry_is_nops_only_with_the_flag():
+    from helpers.asm import disassemble
+    entry = abi.patchable_entry("sysv-x86_64", "zig", "f3", nops=5)
+    assert len(entry) == 5 and all(i.mnemonic.startswith("nop") for i in disassemble(entry))
+    plain = abi.load_object(toolchain.cc(abi.callee_source("sysv-x86_64", 4), **abi.compile_flags("sysv-x86_64", "zig")).path)
+    assert not disassemble(plain.function("f3")[1])[0].mnemonic.startswith("nop")
