@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Jupyter refuses to run as root (common in containers) unless told; ordinary users never need the flag.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: setup
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 chapters/00_start_here.ipynb
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) chapters/00_start_here.ipynb
 
 # Unit, property and ledger tests, then every notebook under strict nbval, in one pytest run.
 test: setup
