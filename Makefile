@@ -21,9 +21,11 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: setup
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) chapters/00_start_here.ipynb
 
-# Unit, property and ledger tests, then every notebook under strict nbval, in one pytest run.
+# Unit, property and ledger tests and every notebook under strict nbval; then the browser tests in a process of
+# their own (Playwright's sync API leaves an event loop marked running in its thread, which other tests must not see).
 test: setup
-	$(VENV)/bin/pytest tests --nbval $(NOTEBOOKS) --nbval-sanitize-with tests/sanitize.cfg
+	$(VENV)/bin/pytest tests --ignore=tests/browser --nbval $(NOTEBOOKS) --nbval-sanitize-with tests/sanitize.cfg
+	$(VENV)/bin/pytest tests/browser
 
 # The static reading edition (HTML) in build/book, from the committed executed notebooks; then check it.
 book: setup
