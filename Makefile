@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := chapters labs
 
-.PHONY: setup lab test book execute
+.PHONY: setup lab test book student execute
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: setup
 # The static reading edition (HTML) in build/book, from the committed executed notebooks; then check it.
 book: setup
 	$(PY) -m helpers.book build/book
+
+# For teachers: the student version of every lab (nbgrader generate_assignment) in build/student/; see labs/README.md.
+student: setup
+	$(PY) -m helpers.classroom student
 
 # For authors: re-execute notebooks in place (NB=chapters/03_interrupts.ipynb), then strip widget state.
 NB ?= chapters/*.ipynb labs/*.ipynb
