@@ -36,7 +36,7 @@ student: setup
 	$(PY) -m helpers.classroom student
 
 # For authors: re-execute notebooks in place (NB=chapters/03_interrupts.ipynb), then strip widget state.
-NB ?= chapters/*.ipynb labs/*.ipynb
+NB ?= chapters/*.ipynb labs/*/*.ipynb
 execute: setup
 	for nb in $(NB); do $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done
 	$(PY) -m helpers.nbclean $(NB)
