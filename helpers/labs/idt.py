@@ -90,7 +90,7 @@ def generate(seed: int) -> Problem:
                  d.faults[0][0] if d.faults else "none", "choice", choices=FAULTS),
         Question("vector", "deliver: which vector's handler finally runs?", d.delivered, "int"),
         Question("frame", "deliver: the names of the 8-byte slots pushed, first pushed first "
-                          "(from: SS, RSP, RFLAGS, CS, RIP, error code).",
+                          "(from, listed alphabetically: CS, error code, RFLAGS, RIP, RSP, SS).",
                  [s.name for s in d.frame], "list"),
         Question("if_after", "deliver: RFLAGS.IF when the handler starts (0 or 1).", int(d.if_after), "int"),
         Question("rsp", "deliver: RSP when the handler starts (hex).", d.rsp, "hex"),
