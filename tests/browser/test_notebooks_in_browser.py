@@ -68,10 +68,6 @@ def image_sha256(lab: Lab, container: str) -> list[str]:
         }""", container)
 
 
-def kernel_sha256(lab: Lab, expr: str) -> str:
-    return lab.kernel(f"import hashlib; print(hashlib.sha256({expr}).hexdigest())").strip()
-
-
 def slider_readout(lab: Lab, container: str, label: str) -> str:
     return lab.page.locator(container).locator(".widget-slider", has_text=label).locator(".widget-readout").first.inner_text().strip()
 
