@@ -1,6 +1,6 @@
 """Benchmark for helpers.emu: untraced and traced instructions per second, against a naive trace hook.
 
-Run:  cd /work/main && .venv/bin/python benchmarks/bench_emu.py [--steps N]
+Run (from the repository root):  .venv/bin/python benchmarks/bench_emu.py [--steps N]
 
 The naive baseline is what the issue describes: a Python UC_HOOK_CODE callback (through unicorn's own
 binding) that reads every traced register with ``reg_read`` on every instruction, plus a UC_HOOK_MEM_WRITE

@@ -1,6 +1,6 @@
 """Benchmark for helpers.gostack: a depth-10,000 recursion of real Go code, with 9 stack growths.
 
-Run:  cd /work/main && .venv/bin/python benchmarks/bench_gostack.py [--depth N] [--repeat R]
+Run (from the repository root):  .venv/bin/python benchmarks/bench_gostack.py [--depth N] [--repeat R]
 
 Issue 4 asks for well under a second. The emulated instructions run without a Python hook on the hot path;
 Python runs only at runtime.morestack (newstack/copystack) and at goexit. Also measured: the same run with

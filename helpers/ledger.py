@@ -1,39 +1,54 @@
 """ledger: the book's claims ledger (``chapters/claims.yml``) as data, its validator, and the staging merge.
 
-Serves the whole book: every chapter checks claims from the article (IDs C01-C64, listed with the project's
-own English paraphrases in ``../shared/claims.md``) and records a verdict here; chapter 5 draws the result and
-``tests/test_claims.py`` keeps it honest. The format is the one ``shared/claims.md`` ("Ledger format") defines:
+Serves the whole book: every chapter checks claims from the article (IDs C01-C64, numbered in the article's
+order) and records a verdict here; chapter 5 draws the result and ``tests/test_claims.py`` keeps it honest.
+The ledger carries everything itself, the article's claim included, so the book needs nothing outside its
+repository. One entry:
 
     - id: C32
-      section: "3.1"
-      verdict: partly            # holds | partly | wrong | fabricated | unverifiable
+      section: "3.1"                 # the article's section
+      claim: >-
+        The article's statement, paraphrased in the book's own English words.
+      verdict: partly                # holds | partly | wrong | fabricated | unverifiable
       fact: >-
         One or two sentences in the book's own words.
       evidence:
-        cell: chapters/03_interrupts.ipynb#claim-C32
+        cell: chapters/03a_idt_gates.ipynb#claim-C32
         source: torvalds/linux arch/x86/include/asm/desc_defs.h (struct gate_struct)
+        kind: emulator               # or a list; one or more of KINDS
+
+Evidence kinds (``KINDS``), i.e. how the evidence cell or source settles the claim:
+
+* ``real kernel``: the claim was tested on a running Linux kernel (a guest booted under QEMU);
+* ``QEMU``: QEMU's system emulator, a real implementation of the CPU (interrupt delivery, privilege checks);
+* ``emulator``: machine code run in the unicorn emulator (user-mode CPU, no operating system);
+* ``native run``: real tools run on this machine: a compiler, linker, the built program, ``go vet``;
+* ``source``: a primary source read, not run (including a cell that only checks data typed into this
+  repository, or that searches the pinned toolchain's source tree);
+* ``recorded``: a saved run, made by a script in this repository, shown where the tool is missing.
 
 API::
 
-    shared_dir(repo)                   -> Path of ``shared/`` beside the checkout (``<repo>/../shared``)
-    read_claims(claims_md)             -> [Claim(id, section, text)] from the table in ``claims.md``
     load(path_or_text)                 -> [Entry]; raises LedgerError (one line) on malformed YAML/entries
-    validate(entries, claims, repo)    -> [problem, ...] (empty when the ledger is sound)
+    validate(entries, repo)            -> [problem, ...] (empty when the ledger is sound)
     tagged_cells(notebook, tag)        -> [cell source, ...] of code cells carrying ``tag``
     has_assert(source)                 -> whether a cell's code contains an ``assert`` statement
     by_section(entries)                -> {section: {verdict: count}} (sections normalised: "3.2 (table)" -> "3.2")
-    markdown_table(entries, claims)    -> the ledger as a Markdown table with links to the evidence cells
-    merge(staging_dir, claims)         -> the merged ledger as YAML text, every ID once, in ID order
+    by_kind(entries)                   -> {kind: {verdict: count}}; a claim counts once under each of its kinds
+    strongest_kind(entry)              -> the kind in ``entry.kinds`` that comes first in KINDS
+    html_table(entries)                -> the ledger as an HTML table whose cells wrap, linking the evidence cells
+    merge(staging_dir, ids)            -> the merged ledger as YAML text, every ID once, in ID order
     dump(entries)                      -> YAML text in the format above
 
-Command line (for the lead)::
+Command line::
 
-    python -m helpers.ledger merge /work/team/claims > chapters/claims.yml
     python -m helpers.ledger check [chapters/claims.yml]
+    python -m helpers.ledger merge STAGING_DIR [--allow-missing] > chapters/claims.yml
 """
 from __future__ import annotations
 
 import ast
+import html
 import json
 import re
 import sys
@@ -47,8 +62,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 LEDGER = REPO / "chapters" / "claims.yml"
 VERDICTS = ("holds", "partly", "wrong", "fabricated", "unverifiable")
-KEYS = {"id", "section", "verdict", "fact", "evidence"}
-EVIDENCE_KEYS = {"cell", "source"}
+# Strongest first: a claim settled on a real kernel beats one settled by reading a source.
+KINDS = ("real kernel", "QEMU", "emulator", "native run", "recorded", "source")
+RUN_KINDS = tuple(k for k in KINDS if k != "source")  # kinds that only a cell can give
+KEYS = {"id", "section", "claim", "verdict", "fact", "evidence"}
+EVIDENCE_KEYS = {"cell", "source", "kind"}
 
 ID_RE = re.compile(r"^C\d{2}$")
 # "owner/repo path ..." e.g. "torvalds/linux arch/x86/include/asm/desc_defs.h (struct gate_struct)"
@@ -56,6 +74,8 @@ REPO_SOURCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_
 # "<manual> §section" or "<manual>, <section>", e.g. "ISO C11 §5.1.2.2.3", "GCC manual, x86 Function Attributes"
 MANUAL_SOURCE_RE = re.compile(r"^\S.*(§ ?\S+|[Mm]anual, +\S.*|[Pp]aper, +\S.*)")
 CELL_RE = re.compile(r"^(?P<nb>[^#\s]+\.ipynb)#(?P<tag>claim-C\d{2})$")
+# The article is in Chinese; the ledger paraphrases it in English, so CJK text in a claim means copied prose.
+CJK_RE = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 
 
 class LedgerError(ValueError):
@@ -63,17 +83,8 @@ class LedgerError(ValueError):
 
 
 @dataclass(frozen=True)
-class Claim:
-    """One row of ``shared/claims.md``: the article's claim in the project's own paraphrase."""
-
-    id: str
-    section: str
-    text: str
-
-
-@dataclass(frozen=True)
 class Entry:
-    """One ledger entry. ``cells`` and ``sources`` are tuples (the YAML may give one string or a list)."""
+    """One ledger entry. ``cells``, ``sources`` and ``kinds`` are tuples (the YAML may give a string or a list)."""
 
     id: str
     section: str
@@ -81,39 +92,21 @@ class Entry:
     fact: str
     cells: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    claim: str = ""   # the article's statement, in the book's own paraphrase
     origin: str = ""  # the file it came from, for messages
 
     def as_dict(self) -> dict:
         ev = {}
-        if self.cells:
-            ev["cell"] = self.cells[0] if len(self.cells) == 1 else list(self.cells)
-        if self.sources:
-            ev["source"] = self.sources[0] if len(self.sources) == 1 else list(self.sources)
-        return {"id": self.id, "section": self.section, "verdict": self.verdict, "fact": self.fact, "evidence": ev}
-
-
-def shared_dir(repo: Path | str = REPO) -> Path:
-    """``shared/`` sits beside the checkout (``<X>/main`` and ``<X>/shared``), in CI as on the team's machine."""
-    return (Path(repo) / ".." / "shared").resolve()
+        for key, values in (("cell", self.cells), ("source", self.sources), ("kind", self.kinds)):
+            if values:
+                ev[key] = values[0] if len(values) == 1 else list(values)
+        return {"id": self.id, "section": self.section, "claim": self.claim, "verdict": self.verdict,
+                "fact": self.fact, "evidence": ev}
 
 
 def id_key(cid: str) -> int:
     return int(cid[1:])
-
-
-def read_claims(claims_md: Path | str | None = None) -> list[Claim]:
-    """Parse the ``| ID | § | claim |`` table of ``shared/claims.md``."""
-    path = Path(claims_md) if claims_md is not None else shared_dir() / "claims.md"
-    if not path.exists():
-        raise LedgerError(f"claims list not found: {path} (shared/ must sit beside the repository)")
-    claims = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        cols = [c.strip() for c in line.strip().strip("|").split("|", 2)]
-        if len(cols) == 3 and ID_RE.match(cols[0]):
-            claims.append(Claim(cols[0], cols[1], cols[2]))
-    if not claims:
-        raise LedgerError(f"no claim rows (| Cnn | § | claim |) found in {path}")
-    return claims
 
 
 def _as_tuple(value, what: str, where: str) -> tuple[str, ...]:
@@ -124,6 +117,10 @@ def _as_tuple(value, what: str, where: str) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(v.strip() for v in value)
     raise LedgerError(f"{where}: evidence.{what} must be a string or a list of strings")
+
+
+def _text(value) -> str:
+    return " ".join(str(value).split()) if value is not None else ""
 
 
 def entry_from_dict(item, where: str = "ledger") -> Entry:
@@ -139,19 +136,20 @@ def entry_from_dict(item, where: str = "ledger") -> Entry:
         raise LedgerError(f"{where}: unknown key(s) {', '.join(sorted(map(str, extra)))}")
     ev = item.get("evidence") or {}
     if not isinstance(ev, dict):
-        raise LedgerError(f"{where}: evidence must be a mapping with cell and/or source")
+        raise LedgerError(f"{where}: evidence must be a mapping with cell, source and kind")
     extra = set(ev) - EVIDENCE_KEYS
     if extra:
         raise LedgerError(f"{where}: unknown evidence key(s) {', '.join(sorted(map(str, extra)))}")
     section = item.get("section")
-    fact = item.get("fact")
     return Entry(
         id=cid,
         section="" if section is None else str(section),
         verdict=str(item.get("verdict", "")),
-        fact=" ".join(str(fact).split()) if fact is not None else "",
+        fact=_text(item.get("fact")),
         cells=_as_tuple(ev.get("cell"), "cell", where),
         sources=_as_tuple(ev.get("source"), "source", where),
+        kinds=_as_tuple(ev.get("kind"), "kind", where),
+        claim=_text(item.get("claim")),
         origin=where.split()[0],
     )
 
@@ -217,31 +215,58 @@ def source_ok(source: str) -> bool:
     return bool(REPO_SOURCE_RE.match(source) or MANUAL_SOURCE_RE.match(source))
 
 
-def validate(entries: list[Entry], claims: list[Claim] | None, repo: Path | str = REPO, *,
+def validate(entries: list[Entry], repo: Path | str = REPO, *, ids: list[str] | None = None,
              check_cells: bool = True) -> list[str]:
     """Every problem with the ledger, one line each; an empty list means it is sound.
 
-    Checks: every ID of ``claims`` present exactly once and no unknown IDs; verdicts among VERDICTS; a fact;
-    a cell or a source; each cell ``<notebook>#claim-<id>`` exists, carries that tag and asserts; each source
-    names a repository and path, or a manual and section.
+    Checks: IDs unique and numbered without gaps from C01 in ID order (or exactly ``ids``, when given);
+    sections in the article's order; a claim paraphrase in English; verdicts among VERDICTS; a fact;
+    a cell or a source; evidence kinds among KINDS, and a cell wherever a kind says something was run;
+    each cell ``<notebook>#claim-<id>`` exists, carries that tag and asserts; each source names a repository
+    and path, or a manual and section.
     """
     repo = Path(repo)
     problems = []
     counts = Counter(e.id for e in entries)
-    if claims is not None:
-        known = [c.id for c in claims]
-        problems += [f"{cid}: missing from the ledger" for cid in known if cid not in counts]
-        problems += [f"{cid}: not a claim in shared/claims.md" for cid in sorted(counts, key=id_key)
-                     if cid not in known]
+    present = sorted(counts, key=id_key)
+    expected = list(ids) if ids is not None else [f"C{i:02d}" for i in range(1, id_key(present[-1]) + 1)] \
+        if present else []
+    problems += [f"{cid}: missing from the ledger" for cid in expected if cid not in counts]
+    problems += [f"{cid}: not an expected claim ID" for cid in present if cid not in expected]
     problems += [f"{cid}: appears {n} times" for cid, n in sorted(counts.items()) if n > 1]
+    order = [e.id for e in entries]
+    if order != sorted(order, key=id_key):
+        problems.append("entries are not in ID order")
+    previous = None
+    for e in sorted(entries, key=lambda e: id_key(e.id)):
+        if not e.section.strip():
+            problems.append(f"{e.id}: no section of the article")
+            continue
+        if previous is not None and _section_key(e.section) < _section_key(previous.section):
+            problems.append(f"{e.id}: section {e.section} comes before {previous.id}'s {previous.section}; "
+                            "IDs follow the article's order")
+        previous = e
     notebooks: dict[Path, dict | str] = {}
     for e in entries:
+        if not e.claim:
+            problems.append(f"{e.id}: no claim (the article's statement, paraphrased)")
+        elif CJK_RE.search(e.claim):
+            problems.append(f"{e.id}: the claim must be an English paraphrase, not the article's own words")
         if e.verdict not in VERDICTS:
             problems.append(f"{e.id}: verdict {e.verdict!r} is not one of {', '.join(VERDICTS)}")
         if not e.fact.strip():
             problems.append(f"{e.id}: no fact")
         if not e.cells and not e.sources:
             problems.append(f"{e.id}: evidence needs a cell, a source, or both")
+        if not e.kinds:
+            problems.append(f"{e.id}: evidence needs a kind ({', '.join(KINDS)})")
+        for k in e.kinds:
+            if k not in KINDS:
+                problems.append(f"{e.id}: evidence kind {k!r} is not one of {', '.join(KINDS)}")
+            elif k in RUN_KINDS and not e.cells:
+                problems.append(f"{e.id}: evidence kind {k!r} needs a cell that runs it")
+        if len(set(e.kinds)) != len(e.kinds):
+            problems.append(f"{e.id}: evidence kind listed twice")
         for s in e.sources:
             for part in s.split(";"):
                 if not source_ok(part.strip()):
@@ -309,36 +334,58 @@ def verdict_counts(entries: list[Entry]) -> dict[str, int]:
     return {v: c.get(v, 0) for v in VERDICTS}
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def strongest_kind(entry: Entry) -> str:
+    """The entry's kind that comes first in KINDS (a real kernel before QEMU ... before a source read)."""
+    known = [k for k in KINDS if k in entry.kinds]
+    if not known:
+        raise LedgerError(f"{entry.id}: no known evidence kind in {list(entry.kinds)}")
+    return known[0]
+
+
+def by_kind(entries: list[Entry], strongest: bool = False) -> dict[str, dict[str, int]]:
+    """{kind: {verdict: count}} for every kind in KINDS. A claim counts under each of its kinds, or, with
+    ``strongest=True``, only under its strongest one (then the counts add up to the number of claims)."""
+    out = {k: {v: 0 for v in VERDICTS} for k in KINDS}
+    for e in entries:
+        for k in ([strongest_kind(e)] if strongest else e.kinds):
+            if k in out and e.verdict in VERDICTS:
+                out[k][e.verdict] += 1
+    return out
+
+
+# Column widths of the HTML table, in per cent of the notebook's width; the long columns wrap inside them.
+HTML_COLUMNS = (("ID", 5), ("§", 6), ("claim (paraphrased)", 24), ("verdict", 9), ("fact", 32),
+                ("evidence", 16), ("kind", 8))
+# Only properties and values that JupyterLab's output sanitizer keeps (it drops e.g. overflow-wrap:anywhere).
+_CELL_STYLE = "text-align:left; vertical-align:top; white-space:normal; overflow-wrap:break-word"
+_CODE_STYLE = "white-space:normal; overflow-wrap:break-word"
 
 
 def evidence_link(cell: str, from_dir: str = "chapters") -> str:
-    """A relative Markdown link from a notebook in ``from_dir`` to ``chapters/x.ipynb#claim-Cnn``."""
+    """An HTML link from a notebook in ``from_dir`` to the evidence cell ``chapters/x.ipynb#claim-Cnn``."""
     m = CELL_RE.match(cell)
     if not m:
-        return _md(cell)
+        return html.escape(cell)
     target = Path(m["nb"])
     rel = target.name if str(target.parent) == from_dir else "../" + str(target)
-    return f"[{target.stem}]({rel}#{m['tag']})"
+    return f'<a href="{html.escape(rel)}#{m["tag"]}">{html.escape(target.stem)}</a>'
 
 
-def markdown_table(entries: list[Entry], claims: list[Claim], from_dir: str = "chapters") -> str:
-    """The ledger as a Markdown table: ID, section, the claim (claims.md's paraphrase), verdict, fact, evidence.
-
-    Claims without an entry are listed as pending, so the table always shows every ID.
-    """
-    by_id = {e.id: e for e in entries}
-    lines = ["| ID | § | claim (paraphrased) | verdict | fact | evidence |", "|---|---|---|---|---|---|"]
-    for c in claims:
-        e = by_id.get(c.id)
-        if e is None:
-            lines.append(f"| {c.id} | {_md(c.section)} | {_md(c.text)} | *pending* | | |")
-            continue
-        ev = [evidence_link(x, from_dir) for x in e.cells] + [f"`{_md(s)}`" for s in e.sources]
-        lines.append(f"| {c.id} | {_md(e.section)} | {_md(c.text)} | **{e.verdict}** | {_md(e.fact)} | "
-                     f"{'<br>'.join(ev)} |")
-    return "\n".join(lines)
+def html_table(entries: list[Entry], from_dir: str = "chapters") -> str:
+    """The ledger as an HTML table that fits the page: fixed layout at 100% width, the columns of
+    HTML_COLUMNS, and cells that wrap (long source paths included), so no row can widen the page."""
+    head = "".join(f'<col style="width:{w}%">' for _name, w in HTML_COLUMNS)
+    th = "".join(f'<th style="{_CELL_STYLE}">{html.escape(name)}</th>' for name, _w in HTML_COLUMNS)
+    rows = []
+    for e in entries:
+        ev = [evidence_link(c, from_dir) for c in e.cells]
+        ev += [f'<code style="{_CODE_STYLE}">{html.escape(s)}</code>' for s in e.sources]
+        cells = (e.id, html.escape(e.section), html.escape(e.claim), f"<b>{html.escape(e.verdict)}</b>",
+                 html.escape(e.fact), "<br>".join(ev), html.escape(", ".join(e.kinds)))
+        rows.append(f'<tr id="ledger-{e.id}">' + "".join(f'<td style="{_CELL_STYLE}">{c}</td>' for c in cells)
+                    + "</tr>")
+    return (f'<table style="table-layout:fixed; width:100%; max-width:100%">'
+            f"<colgroup>{head}</colgroup><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 # ---- writing -----------------------------------------------------------------------------------------------
@@ -357,51 +404,53 @@ def _scalar(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _folded(key: str, text: str, width: int) -> list[str]:
+    text = " ".join(text.split())
+    if not text:
+        return [f'  {key}: ""']
+    return [f"  {key}: >-"] + textwrap.wrap(text, width=width, initial_indent="    ", subsequent_indent="    ",
+                                            break_long_words=False, break_on_hyphens=False)
+
+
 def dump(entries: list[Entry], width: int = 100) -> str:
-    """The ledger as YAML text in the format of ``shared/claims.md``; ``load(dump(x))`` gives ``x`` back."""
+    """The ledger as YAML text in the format of this module's docstring; ``load(dump(x))`` gives ``x`` back."""
     lines = []
     for e in entries:
         lines.append(f"- id: {e.id}")
         lines.append(f"  section: {json.dumps(e.section, ensure_ascii=False)}")
+        lines += _folded("claim", e.claim, width)
         lines.append(f"  verdict: {_scalar(e.verdict)}")
-        fact = " ".join(e.fact.split())
-        if fact:
-            lines.append("  fact: >-")
-            lines += textwrap.wrap(fact, width=width, initial_indent="    ", subsequent_indent="    ",
-                                   break_long_words=False, break_on_hyphens=False)
-        else:
-            lines.append('  fact: ""')
+        lines += _folded("fact", e.fact, width)
         lines.append("  evidence:")
-        for key, values in (("cell", e.cells), ("source", e.sources)):
+        for key, values in (("cell", e.cells), ("source", e.sources), ("kind", e.kinds)):
             if len(values) == 1:
                 lines.append(f"    {key}: {_scalar(values[0])}")
             elif values:
                 lines.append(f"    {key}:")
                 lines += [f"      - {_scalar(v)}" for v in values]
-        if not e.cells and not e.sources:
+        if not e.cells and not e.sources and not e.kinds:
             lines[-1] = "  evidence: {}"
     return "\n".join(lines) + "\n"
 
 
-def merge(staging_dir: Path | str, claims: list[Claim] | None = None, *, allow_missing: bool = False) -> str:
+def merge(staging_dir: Path | str, ids: list[str] | None = None, *, allow_missing: bool = False) -> str:
     """Merge every ``*.yml`` under ``staging_dir`` into one ledger, in ID order.
 
-    Each ID of ``claims`` (default: ``shared/claims.md``) must appear exactly once across all files, and no
-    other ID may appear; otherwise LedgerError names the problem (``allow_missing`` tolerates absent IDs only,
-    for a preview while teammates are still writing).
+    Each ID of ``ids`` (default: the IDs of the book's ledger, ``chapters/claims.yml``) must appear exactly
+    once across all files, and no other ID may appear; otherwise LedgerError names the problem
+    (``allow_missing`` tolerates absent IDs only, for a preview while entries are still being written).
     """
     staging = Path(staging_dir)
     if not staging.is_dir():
         raise LedgerError(f"staging folder not found: {staging}")
-    claims = read_claims() if claims is None else claims
-    known = {c.id for c in claims}
+    known = set(ids) if ids is not None else {e.id for e in load(LEDGER)}
     seen: dict[str, Entry] = {}
     for path in sorted(staging.glob("*.y*ml")):
         for e in load(path):
             if e.id in seen:
                 raise LedgerError(f"{e.id} appears in both {seen[e.id].origin} and {path.name}")
             if e.id not in known:
-                raise LedgerError(f"{path.name}: {e.id} is not a claim in shared/claims.md")
+                raise LedgerError(f"{path.name}: {e.id} is not an ID of the ledger")
             seen[e.id] = e
     missing = sorted(known - set(seen), key=id_key)
     if missing and not allow_missing:
@@ -411,15 +460,16 @@ def merge(staging_dir: Path | str, claims: list[Claim] | None = None, *, allow_m
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    usage = ("usage: python -m helpers.ledger merge STAGING_DIR [--allow-missing]\n"
-             "       python -m helpers.ledger check [LEDGER]")
+    usage = ("usage: python -m helpers.ledger check [LEDGER]\n"
+             "       python -m helpers.ledger merge STAGING_DIR [--allow-missing]")
     try:
         if argv[:1] == ["merge"] and len(argv) >= 2:
             sys.stdout.write(merge(argv[1], allow_missing="--allow-missing" in argv[2:]))
             return 0
-        if argv[:1] == ["check"]:
-            entries = load(Path(argv[1]) if len(argv) > 1 else LEDGER)
-            problems = validate(entries, read_claims())
+        if argv[:1] == ["check"] and len(argv) <= 2:
+            path = Path(argv[1]) if len(argv) > 1 else LEDGER
+            entries = load(path)
+            problems = validate(entries, REPO)
             for p in problems:
                 print(p)
             print(f"{len(entries)} entries, {len(problems)} problem(s)")

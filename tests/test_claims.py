@@ -6,45 +6,67 @@ from pathlib import Path
 import pytest
 
 from helpers import ledger
-from helpers.ledger import Claim, LedgerError
+from helpers.ledger import LedgerError
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = ledger.shared_dir(REPO)
+LEDGER = REPO / "chapters" / "claims.yml"
 
 
 # ---- the real ledger ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def claims():
-    if not (SHARED / "claims.md").exists():
-        pytest.skip(f"shared/claims.md not found at {SHARED} (shared/ must sit beside the checkout)")
-    return ledger.read_claims(SHARED / "claims.md")
+def entries():
+    return ledger.load(LEDGER)
 
 
-def test_claims_md_lists_c01_to_c64(claims):
-    assert [c.id for c in claims] == [f"C{i:02d}" for i in range(1, 65)]
+def test_ledger_lists_c01_to_c64_in_order(entries):
+    assert [e.id for e in entries] == [f"C{i:02d}" for i in range(1, 65)]
 
 
-def test_real_ledger_is_complete_and_its_evidence_exists(claims):
-    path = REPO / "chapters" / "claims.yml"
-    assert path.exists(), "chapters/claims.yml is missing: python -m helpers.ledger merge /work/team/claims > chapters/claims.yml"
-    entries = ledger.load(path)
-    problems = ledger.validate(entries, claims, REPO)
+def test_real_ledger_is_complete_and_its_evidence_exists(entries):
+    problems = ledger.validate(entries, REPO)
     assert not problems, f"{len(problems)} ledger problem(s):\n" + "\n".join(problems)
-    assert [e.id for e in entries] == [c.id for c in claims], "ledger entries are not in ID order"
 
 
-def test_real_ledger_sections_match_claims_md(claims):
-    path = REPO / "chapters" / "claims.yml"
-    if not path.exists():
-        pytest.skip("chapters/claims.yml not assembled yet")
-    sections = {c.id: c.section for c in claims}
-    wrong = [f"{e.id}: {e.section!r} vs {sections[e.id]!r}" for e in ledger.load(path)
-             if e.id in sections and ledger.chapter_of(e.section) != ledger.chapter_of(sections[e.id])]
-    assert not wrong, "sections disagree with shared/claims.md: " + "; ".join(wrong)
+def test_every_claim_is_paraphrased_with_its_article_section(entries):
+    for e in entries:
+        assert ledger.section_number(e.section)[0] in "12345", (e.id, e.section)
+        assert len(e.claim.split()) >= 4 and e.claim.endswith("."), (e.id, e.claim)
+        assert not ledger.CJK_RE.search(e.claim + e.fact), e.id
+    # each of the article's chapters 1-5 has claims, in the article's order
+    assert [ledger.chapter_of(e.section) for e in entries] == sorted(ledger.chapter_of(e.section) for e in entries)
+    assert {ledger.chapter_of(e.section) for e in entries} == {"1", "2", "3", "4", "5"}
+
+
+def test_every_evidence_has_a_kind_and_runs_have_cells(entries):
+    for e in entries:
+        assert e.kinds and set(e.kinds) <= set(ledger.KINDS), (e.id, e.kinds)
+        if set(e.kinds) & set(ledger.RUN_KINDS):
+            assert e.cells, e.id
+    # a claim settled without any cell was read, not run
+    assert all(e.kinds == ("source",) for e in entries if not e.cells)
+
+
+def test_recorded_evidence_comes_from_a_recording(entries):
+    """A `recorded` kind is claimed only where the evidence cell shows a recording made by a script here."""
+    for e in entries:
+        if "recorded" in e.kinds:
+            cells = [s for c in e.cells for s in ledger.tagged_cells(REPO / c.split("#")[0], c.split("#")[1])]
+            assert any("recorded" in s for s in cells), e.id
+
+
+def test_the_project_reads_nothing_outside_the_repository():
+    """No notebook, helper or test names the authors' own folders (a reader's clone has no neighbours)."""
+    hits = []
+    for path in [*REPO.glob("chapters/*.ipynb"), *REPO.glob("labs/*/*.ipynb"), *REPO.glob("helpers/**/*.py"),
+                 *REPO.glob("tests/**/*.py"), *REPO.glob("benchmarks/*.py"), REPO / "Makefile", REPO / "README.md", REPO / "labs" / "README.md"]:
+        text = path.read_text(encoding="utf-8")
+        for needle in ("/work/", "../shared", "shared/claims", "shared_dir"):
+            if needle in text and path.name != "test_claims.py":
+                hits.append(f"{path.relative_to(REPO)}: {needle}")
+    assert not hits, hits
 
 
 # ---- the validator on deliberately broken ledgers ----------------------------------------------------------
-CLAIMS = [Claim("C01", "1", "a"), Claim("C02", "1", "b"), Claim("C03", "2.1", "c")]
 
 
 def _nb(cells):
@@ -64,25 +86,29 @@ def repo(tmp_path):
     return tmp_path
 
 
-def _entry(cid, verdict="holds", cell=None, source="golang/go src/runtime/stack.go", fact="A fact."):
+def _entry(cid, verdict="holds", cell=None, source="golang/go src/runtime/stack.go", fact="A fact.",
+           kind="source", section="1"):
     ev = {}
     if cell is not None:
         ev["cell"] = cell
     if source is not None:
         ev["source"] = source
-    return {"id": cid, "section": "1", "verdict": verdict, "fact": fact, "evidence": ev}
+    if kind is not None:
+        ev["kind"] = kind
+    return {"id": cid, "section": section, "claim": f"The article's claim {cid}, paraphrased.",
+            "verdict": verdict, "fact": fact, "evidence": ev}
 
 
 def _good():
-    return [_entry("C01", cell="chapters/01_x.ipynb#claim-C01"),
+    return [_entry("C01", cell="chapters/01_x.ipynb#claim-C01", kind="native run"),
             _entry("C02", verdict="wrong", source="ISO C99 §5.1.2.2.3"),
             _entry("C03", verdict="partly", cell="chapters/01_x.ipynb#claim-C03",
-                   source="GCC manual, x86 Function Attributes")]
+                   source="GCC manual, x86 Function Attributes", kind=["emulator", "source"], section="2.1")]
 
 
-def _validate(items, repo):
+def _validate(items, repo, ids=None):
     import yaml
-    return ledger.validate(ledger.load(yaml.safe_dump(items)), CLAIMS, repo)
+    return ledger.validate(ledger.load(yaml.safe_dump(items, allow_unicode=True)), repo, ids=ids)
 
 
 def test_sound_ledger_has_no_problems(repo):
@@ -90,15 +116,48 @@ def test_sound_ledger_has_no_problems(repo):
 
 
 def test_missing_id_is_reported(repo):
-    problems = _validate(_good()[:2], repo)
-    assert problems == ["C03: missing from the ledger"]
+    assert _validate(_good()[:2], repo, ids=["C01", "C02", "C03"]) == ["C03: missing from the ledger"]
+    assert _validate([_good()[0], _good()[2]], repo) == ["C02: missing from the ledger"]   # a gap in the numbering
 
 
-def test_duplicate_and_unknown_ids_are_reported(repo):
-    items = _good() + [_entry("C01"), _entry("C99")]
-    problems = _validate(items, repo)
+def test_duplicate_unknown_and_unordered_ids_are_reported(repo):
+    items = _good() + [_entry("C01", section="5"), _entry("C99", section="5")]
+    problems = _validate(items, repo, ids=["C01", "C02", "C03"])
     assert "C01: appears 2 times" in problems
-    assert "C99: not a claim in shared/claims.md" in problems
+    assert "C99: not an expected claim ID" in problems
+    assert "entries are not in ID order" in problems
+    assert "entries are not in ID order" in _validate(_good()[::-1], repo)
+
+
+def test_claim_paraphrase_is_required_and_english(repo):
+    items = _good()
+    items[0]["claim"] = ""
+    items[1]["claim"] = "\u4e0d\u5199 return 0 \u662f\u672a\u5b9a\u4e49\u884c\u4e3a"
+    assert _validate(items, repo) == [
+        "C01: no claim (the article's statement, paraphrased)",
+        "C02: the claim must be an English paraphrase, not the article's own words"]
+
+
+def test_sections_must_follow_the_article_order(repo):
+    items = _good()
+    items[1]["section"] = "3.1"
+    assert _validate(items, repo) == ["C03: section 2.1 comes before C02's 3.1; IDs follow the article's order"]
+    items[1]["section"] = ""
+    assert _validate(items, repo) == ["C02: no section of the article"]
+
+
+def test_evidence_kinds_are_checked(repo):
+    items = _good()
+    items[0]["evidence"]["kind"] = "ran it"
+    items[1]["evidence"]["kind"] = "native run"          # a run needs a cell; C02 has only a source
+    del items[2]["evidence"]["kind"]
+    assert _validate(items, repo) == [
+        "C01: evidence kind 'ran it' is not one of real kernel, QEMU, emulator, native run, recorded, source",
+        "C02: evidence kind 'native run' needs a cell that runs it",
+        "C03: evidence needs a kind (real kernel, QEMU, emulator, native run, recorded, source)"]
+    items = _good()
+    items[2]["evidence"]["kind"] = ["source", "source"]
+    assert _validate(items, repo) == ["C03: evidence kind listed twice"]
 
 
 def test_bad_verdict_is_reported(repo):
@@ -146,7 +205,9 @@ def test_entry_without_evidence_or_fact_is_reported(repo):
     items = _good()
     items[1]["evidence"] = {}
     items[1]["fact"] = ""
-    assert _validate(items, repo) == ["C02: no fact", "C02: evidence needs a cell, a source, or both"]
+    assert _validate(items, repo) == ["C02: no fact", "C02: evidence needs a cell, a source, or both",
+                                      "C02: evidence needs a kind (real kernel, QEMU, emulator, native run, recorded, "
+                                      "source)"]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -155,6 +216,7 @@ def test_entry_without_evidence_or_fact_is_reported(repo):
     ("- id: 7\n", "id must look like C07"),
     ("- id: C01\n  verdikt: holds\n", "unknown key(s) verdikt"),
     ("- id: C01\n  evidence: {cel: x}\n", "unknown evidence key(s) cel"),
+    ("- id: C01\n  evidence: {kind: {a: 1}}\n", "evidence.kind must be a string or a list of strings"),
 ])
 def test_malformed_ledgers_raise_one_line_errors(text, message):
     with pytest.raises(LedgerError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:

@@ -1,4 +1,4 @@
-"""helpers.ledger: parsing claims.md, finding tagged cells, dump/load round trips, summaries and the staging merge."""
+"""helpers.ledger: finding tagged cells, dump/load round trips, summaries, tables and the staging merge."""
 import json
 from pathlib import Path
 
@@ -7,35 +7,7 @@ import yaml
 from hypothesis import given, strategies as st
 
 from helpers import ledger
-from helpers.ledger import Claim, Entry, LedgerError
-
-CLAIMS_MD = """# Claims
-| ID | § | claim (paraphrased) |
-|---|---|---|
-| C01 | 1 | In C, leaving out `return 0` is bad. |
-| C02 | 1 (table) | A claim with a | pipe. |
-| C10 | 2.1 | Another. |
-"""
-
-
-def test_read_claims_parses_the_table(tmp_path):
-    (tmp_path / "claims.md").write_text(CLAIMS_MD)
-    claims = ledger.read_claims(tmp_path / "claims.md")
-    assert claims == [Claim("C01", "1", "In C, leaving out `return 0` is bad."),
-                      Claim("C02", "1 (table)", "A claim with a | pipe."), Claim("C10", "2.1", "Another.")]
-
-
-def test_read_claims_errors(tmp_path):
-    with pytest.raises(LedgerError, match="not found"):
-        ledger.read_claims(tmp_path / "nope.md")
-    (tmp_path / "x.md").write_text("no table\n")
-    with pytest.raises(LedgerError, match="no claim rows"):
-        ledger.read_claims(tmp_path / "x.md")
-
-
-def test_shared_dir_is_beside_the_checkout(tmp_path):
-    assert ledger.shared_dir(tmp_path / "main") == (tmp_path / "shared").resolve()
-
+from helpers.ledger import Entry, LedgerError
 
 @pytest.mark.parametrize("src, expected", [
     ("assert x == 1", True),
@@ -67,23 +39,31 @@ _entries = st.lists(st.builds(
     fact=_text.map(lambda s: " ".join(s.split())),
     cells=st.lists(_text.map(str.strip), max_size=2).map(tuple),
     sources=st.lists(_text.map(str.strip), max_size=2).map(tuple),
+    kinds=st.lists(st.sampled_from(ledger.KINDS), max_size=3, unique=True).map(tuple),
+    claim=st.one_of(st.just(""), _text.map(lambda s: " ".join(s.split()))),
 ), max_size=5)
+
+
+def _fields(e):
+    return (e.id, e.section, e.claim, e.verdict, e.fact, e.cells, e.sources, e.kinds)
 
 
 @given(_entries)
 def test_dump_load_round_trip(entries):
     back = ledger.load(ledger.dump(entries))
-    assert [(e.id, e.section, e.verdict, e.fact, e.cells, e.sources) for e in back] == \
-           [(e.id, e.section, e.verdict, e.fact, e.cells, e.sources) for e in entries]
+    assert [_fields(e) for e in back] == [_fields(e) for e in entries]
 
 
-def test_dump_uses_the_claims_md_format():
-    e = Entry("C32", "3.1", "partly", "The fact.", ("chapters/03_interrupts.ipynb#claim-C32",),
-              ("torvalds/linux arch/x86/include/asm/desc_defs.h (struct gate_struct)",))
+def test_dump_uses_the_ledger_format():
+    e = Entry("C32", "3.1", "partly", "The fact.", ("chapters/03a_idt_gates.ipynb#claim-C32",),
+              ("torvalds/linux arch/x86/include/asm/desc_defs.h (struct gate_struct)",), ("emulator", "source"),
+              claim="The article says so.")
     assert ledger.dump([e]) == (
-        '- id: C32\n  section: "3.1"\n  verdict: partly\n  fact: >-\n    The fact.\n  evidence:\n'
-        '    cell: chapters/03_interrupts.ipynb#claim-C32\n'
-        '    source: torvalds/linux arch/x86/include/asm/desc_defs.h (struct gate_struct)\n')
+        '- id: C32\n  section: "3.1"\n  claim: >-\n    The article says so.\n  verdict: partly\n'
+        '  fact: >-\n    The fact.\n  evidence:\n'
+        '    cell: chapters/03a_idt_gates.ipynb#claim-C32\n'
+        '    source: torvalds/linux arch/x86/include/asm/desc_defs.h (struct gate_struct)\n'
+        '    kind:\n      - emulator\n      - source\n')
 
 
 def _stage(tmp_path, files):
@@ -99,12 +79,12 @@ def _item(cid):
             "evidence": {"source": "golang/go src/runtime/stack.go"}}
 
 
-CLAIMS = [Claim("C01", "1", "a"), Claim("C02", "1", "b"), Claim("C10", "2.1", "c")]
+IDS = ["C01", "C02", "C10"]
 
 
 def test_merge_orders_by_id_and_keeps_each_once(tmp_path):
     d = _stage(tmp_path, {"b.yml": [_item("C10"), _item("C01")], "a.yml": [_item("C02")]})
-    merged = ledger.load(ledger.merge(d, CLAIMS))
+    merged = ledger.load(ledger.merge(d, IDS))
     assert [e.id for e in merged] == ["C01", "C02", "C10"]
     assert merged[2].fact == "fact C10"
 
@@ -112,23 +92,35 @@ def test_merge_orders_by_id_and_keeps_each_once(tmp_path):
 def test_merge_rejects_duplicates_unknown_and_missing(tmp_path):
     d = _stage(tmp_path, {"a.yml": [_item("C01")], "b.yml": [_item("C01"), _item("C02"), _item("C10")]})
     with pytest.raises(LedgerError, match="C01 appears in both a.yml and b.yml"):
-        ledger.merge(d, CLAIMS)
+        ledger.merge(d, IDS)
     d2 = _stage(tmp_path / "x", {"a.yml": [_item("C01"), _item("C77")]}) if (tmp_path / "x").mkdir() is None else None
-    with pytest.raises(LedgerError, match="C77 is not a claim"):
-        ledger.merge(d2, CLAIMS)
+    with pytest.raises(LedgerError, match="C77 is not an ID of the ledger"):
+        ledger.merge(d2, IDS)
     d3 = _stage(tmp_path / "y", {"a.yml": [_item("C02")]}) if (tmp_path / "y").mkdir() is None else None
     with pytest.raises(LedgerError, match="2 claim\\(s\\) have no entry yet: C01, C10"):
-        ledger.merge(d3, CLAIMS)
-    assert [e.id for e in ledger.load(ledger.merge(d3, CLAIMS, allow_missing=True))] == ["C02"]
+        ledger.merge(d3, IDS)
+    assert [e.id for e in ledger.load(ledger.merge(d3, IDS, allow_missing=True))] == ["C02"]
 
 
-def test_merge_cli(tmp_path, capsys):
+def test_merge_defaults_to_the_ledgers_own_ids(tmp_path):
+    ids = [e.id for e in ledger.load(ledger.LEDGER)]
+    d = _stage(tmp_path, {"a.yml": [_item(cid) for cid in ids]})
+    assert [e.id for e in ledger.load(ledger.merge(d))] == ids
+
+
+def test_merge_and_check_cli(tmp_path, capsys):
     d = _stage(tmp_path, {"a.yml": [_item("C01"), _item("C02"), _item("C10")]})
-    (tmp_path / "claims.md").write_text(CLAIMS_MD)
-    # the CLI reads shared/claims.md; here we exercise the error path with a missing folder and the usage text
     assert ledger.main(["merge", str(tmp_path / "none")]) == 1
     assert "staging folder not found" in capsys.readouterr().err
-    assert ledger.main([]) == 2
+    assert ledger.main(["merge", str(d)]) == 1            # C01, C02, C10 are not all of the book's IDs
+    assert "claim(s) have no entry yet" in capsys.readouterr().err
+    assert ledger.main(["check"]) == 0
+    assert capsys.readouterr().out.endswith("entries, 0 problem(s)\n")
+    (tmp_path / "bad.yml").write_text(yaml.safe_dump([_item("C01"), _item("C03")]))
+    assert ledger.main(["check", str(tmp_path / "bad.yml")]) == 1
+    out = capsys.readouterr().out
+    assert "C02: missing from the ledger" in out and "C01: no claim" in out and "C01: evidence needs a kind" in out
+    assert ledger.main([]) == 2 and ledger.main(["check", "a", "b"]) == 2
 
 
 def test_by_section_and_counts():
@@ -147,14 +139,56 @@ def test_section_number_and_by_section_normalises():
     assert ledger.by_section(es) == {"1": {"holds": 1, "partly": 0, "wrong": 1, "fabricated": 0, "unverifiable": 0}}
 
 
-def test_markdown_table_links_cells_and_lists_pending_claims():
-    claims = [Claim("C01", "1", "a | b"), Claim("C02", "1", "c")]
-    es = [Entry("C01", "1", "wrong", "x|y", ("chapters/01_go_vs_c.ipynb#claim-C01",), ("ISO C99 §5.1.2.2.3",))]
-    table = ledger.markdown_table(es, claims).splitlines()
-    assert table[2] == ("| C01 | 1 | a \\| b | **wrong** | x\\|y | [01_go_vs_c](01_go_vs_c.ipynb#claim-C01)"
-                        "<br>`ISO C99 §5.1.2.2.3` |")
-    assert table[3] == "| C02 | 1 | c | *pending* | | |"
-    assert ledger.evidence_link("labs/idt/idt.ipynb#claim-C33") == "[idt](../labs/idt/idt.ipynb#claim-C33)"
+def test_evidence_links_are_relative_to_the_chapter():
+    assert ledger.evidence_link("chapters/01_go_vs_c.ipynb#claim-C01") == \
+        '<a href="01_go_vs_c.ipynb#claim-C01">01_go_vs_c</a>'
+    assert ledger.evidence_link("labs/idt/idt.ipynb#claim-C33") == '<a href="../labs/idt/idt.ipynb#claim-C33">idt</a>'
+    assert ledger.evidence_link("<not a cell>") == "&lt;not a cell&gt;"
+
+
+def test_html_table_wraps_and_escapes():
+    es = [Entry("C01", "1", "wrong", "a < b & c", ("chapters/01_go_vs_c.ipynb#claim-C01",),
+                ("golang/go src/" + "x" * 300 + ".go",), ("native run", "source"), claim="<script>x</script>")]
+    t = ledger.html_table(es)
+    assert t.startswith('<table style="table-layout:fixed; width:100%')
+    assert t.count("<col ") == len(ledger.HTML_COLUMNS) and sum(w for _n, w in ledger.HTML_COLUMNS) == 100
+    assert "<script>" not in t and "&lt;script&gt;" in t and "a &lt; b &amp; c" in t
+    assert '<a href="01_go_vs_c.ipynb#claim-C01">01_go_vs_c</a>' in t and "native run, source" in t
+    assert t.count("overflow-wrap:break-word") == 2 * len(ledger.HTML_COLUMNS) + 1   # th, td, the long source
+
+
+# What JupyterLab 4's HTML sanitizer keeps (@jupyterlab/apputils sanitizer.ts, allowedStyles): anything else is
+# silently dropped from an untrusted notebook's output, and the table would lose its wrapping there.
+SANITIZER_VALUES = {"text-align": {"left", "right", "center", "justify"}, "vertical-align": {"top", "middle"},
+                    "white-space": {"normal", "pre", "nowrap", "pre-wrap", "pre-line"},
+                    "overflow-wrap": {"normal", "break-word"}, "table-layout": {"auto", "fixed"}}
+
+
+def test_html_table_styles_survive_jupyterlabs_sanitizer():
+    import re
+    es = [Entry("C01", "1", "wrong", "f", ("chapters/01_go_vs_c.ipynb#claim-C01",), ("ISO C99 §5",), ("source",),
+                claim="c")]
+    for style in re.findall(r'style="([^"]*)"', ledger.html_table(es)):
+        for decl in filter(None, (d.strip() for d in style.split(";"))):
+            prop, value = (x.strip() for x in decl.split(":", 1))
+            if prop in ("width", "max-width"):
+                assert re.fullmatch(r"\d+%", value), decl
+            else:
+                assert value in SANITIZER_VALUES[prop], decl
+
+
+def test_kinds_strongest_and_by_kind():
+    es = [Entry("C01", "1", "wrong", "f", ("c",), (), ("source", "native run")),
+          Entry("C02", "1", "holds", "f", (), ("s",), ("source",)),
+          Entry("C03", "3.1", "partly", "f", ("c",), (), ("emulator", "QEMU"))]
+    assert [ledger.strongest_kind(e) for e in es] == ["native run", "source", "QEMU"]
+    every = ledger.by_kind(es)
+    assert list(every) == list(ledger.KINDS)
+    assert every["source"] == {"holds": 1, "partly": 0, "wrong": 1, "fabricated": 0, "unverifiable": 0}
+    strongest = ledger.by_kind(es, strongest=True)
+    assert sum(sum(v.values()) for v in strongest.values()) == len(es) and sum(strongest["source"].values()) == 1
+    with pytest.raises(LedgerError, match="C09: no known evidence kind"):
+        ledger.strongest_kind(Entry("C09", "1", "holds", "f", kinds=("guess",)))
 
 
 def test_plot_verdicts_draws_one_bar_per_section_and_verdict():
@@ -165,3 +199,17 @@ def test_plot_verdicts_draws_one_bar_per_section_and_verdict():
     assert sorted(p.get_height() for p in ax.patches if p.get_height()) == [1, 1, 2]
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_verdicts({})
+
+
+def test_plot_kinds_draws_every_kind_in_both_panels():
+    from helpers.viz.ledger import plot_kinds
+    es = [Entry("C01", "1", "wrong", "f", ("c",), (), ("native run", "source")),
+          Entry("C02", "1", "holds", "f", (), ("s",), ("source",))]
+    fig = plot_kinds(ledger.by_kind(es), ledger.by_kind(es, strongest=True))
+    a, b = fig.axes
+    assert [t.get_text() for t in a.get_yticklabels()] == list(ledger.KINDS)[::-1]
+    widths = lambda ax: sorted(p.get_width() for p in ax.patches if p.get_width())
+    assert widths(a) == [1, 1, 1] and widths(b) == [1, 1]
+    assert "1 of 2 rest on a run" in b.get_title()
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_kinds({k: {} for k in ledger.KINDS}, {})

@@ -76,9 +76,6 @@ def lab_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("book")
     copy = base / "main"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "test-artifacts", "build", "__pycache__"))
-    shared = ROOT.parent / "shared"
-    if shared.exists():
-        (base / "shared").symlink_to(shared)
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"), "JUPYTER_RUNTIME_DIR": str(base / "runtime")}
     argv = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
