@@ -353,9 +353,10 @@ def by_kind(entries: list[Entry], strongest: bool = False) -> dict[str, dict[str
     return out
 
 
-# Column widths of the HTML table, in per cent of the notebook's width; the long columns wrap inside them.
-HTML_COLUMNS = (("ID", 5), ("§", 6), ("claim (paraphrased)", 24), ("verdict", 9), ("fact", 32),
-                ("evidence", 16), ("kind", 8))
+# Three columns, in per cent of the notebook's width, each holding running text, so that none is so narrow that
+# a short word (an ID, a verdict) has to break: the claim with its ID and section; the verdict with the fact;
+# the evidence kind, cells and sources.
+HTML_COLUMNS = (("claim (paraphrased)", 30), ("verdict: the fact", 44), ("evidence", 26))
 # Only properties and values that JupyterLab's output sanitizer keeps (it drops e.g. overflow-wrap:anywhere).
 _CELL_STYLE = "text-align:left; vertical-align:top; white-space:normal; overflow-wrap:break-word"
 _CODE_STYLE = "white-space:normal; overflow-wrap:break-word"
@@ -378,12 +379,12 @@ def html_table(entries: list[Entry], from_dir: str = "chapters") -> str:
     th = "".join(f'<th style="{_CELL_STYLE}">{html.escape(name)}</th>' for name, _w in HTML_COLUMNS)
     rows = []
     for e in entries:
-        ev = [evidence_link(c, from_dir) for c in e.cells]
+        claim = f"<b>{e.id}</b> (article §{html.escape(e.section)})<br>{html.escape(e.claim)}"
+        fact = f"<b>{html.escape(e.verdict)}</b>: {html.escape(e.fact)}"
+        ev = [f"<i>{html.escape(', '.join(e.kinds))}</i>"] + [evidence_link(c, from_dir) for c in e.cells]
         ev += [f'<code style="{_CODE_STYLE}">{html.escape(s)}</code>' for s in e.sources]
-        cells = (e.id, html.escape(e.section), html.escape(e.claim), f"<b>{html.escape(e.verdict)}</b>",
-                 html.escape(e.fact), "<br>".join(ev), html.escape(", ".join(e.kinds)))
-        rows.append(f'<tr id="ledger-{e.id}">' + "".join(f'<td style="{_CELL_STYLE}">{c}</td>' for c in cells)
-                    + "</tr>")
+        rows.append(f'<tr id="ledger-{e.id}">' + "".join(f'<td style="{_CELL_STYLE}">{c}</td>'
+                                                          for c in (claim, fact, "<br>".join(ev))) + "</tr>")
     return (f'<table style="table-layout:fixed; width:100%; max-width:100%">'
             f"<colgroup>{head}</colgroup><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 

@@ -153,7 +153,8 @@ def test_html_table_wraps_and_escapes():
     assert t.startswith('<table style="table-layout:fixed; width:100%')
     assert t.count("<col ") == len(ledger.HTML_COLUMNS) and sum(w for _n, w in ledger.HTML_COLUMNS) == 100
     assert "<script>" not in t and "&lt;script&gt;" in t and "a &lt; b &amp; c" in t
-    assert '<a href="01_go_vs_c.ipynb#claim-C01">01_go_vs_c</a>' in t and "native run, source" in t
+    assert '<a href="01_go_vs_c.ipynb#claim-C01">01_go_vs_c</a>' in t and "<i>native run, source</i>" in t
+    assert "<b>C01</b> (article §1)<br>&lt;script&gt;" in t and "<b>wrong</b>: a &lt; b" in t
     assert t.count("overflow-wrap:break-word") == 2 * len(ledger.HTML_COLUMNS) + 1   # th, td, the long source
 
 

@@ -1,0 +1,46 @@
+"""Chapter 5's ledger as a reader sees it in JupyterLab (issue 12 §5, "Unreadable ledger table"): the committed
+output, opened without running anything (so JupyterLab sanitizes it as an untrusted notebook's output), fits
+the notebook's width at 1400 and at 1000 px, its cells wrap, and each evidence link points at its cell."""
+from __future__ import annotations
+
+import pytest
+
+from jlab import Lab
+
+MEASURE = """(t) => {
+  const area = t.closest('.jp-OutputArea-output');
+  const cells = [...t.querySelectorAll('td')];
+  return {
+    table: t.getBoundingClientRect().width,
+    area: area.getBoundingClientRect().width,
+    layout: getComputedStyle(t).tableLayout,
+    overflowing: cells.filter(c => c.scrollWidth > c.clientWidth + 1).length,
+    rows: t.querySelectorAll('tbody tr').length,
+    tallest: Math.max(...cells.map(c => c.getBoundingClientRect().height)),
+    links: [...t.querySelectorAll('a')].map(a => a.getAttribute('href')),
+  };
+}"""
+
+
+@pytest.fixture
+def lab(browser, lab_server):
+    lab = Lab(browser, lab_server)
+    yield lab
+    lab.close()
+
+
+@pytest.mark.parametrize("width", [1400, 1000])
+def test_ledger_table_fits_and_wraps(lab, width, screenshot):
+    lab.page.set_viewport_size({"width": width, "height": 900})
+    lab.open("chapters/05_conclusion.ipynb")
+    table = lab.page.locator(".jp-OutputArea-output table").filter(has_text="claim (paraphrased)").first
+    table.wait_for(state="attached", timeout=60_000)
+    table.scroll_into_view_if_needed()
+    m = table.evaluate(MEASURE)
+    screenshot(lab.page, f"05_ledger_{width}")
+    assert m["layout"] == "fixed", m["layout"]          # the sanitizer kept the table's style
+    assert m["rows"] == 64
+    assert m["table"] <= m["area"] + 1 < width, m
+    assert m["overflowing"] == 0, f"{m['overflowing']} cells overflow their column"
+    assert m["tallest"] < 900, m["tallest"]             # wrapped, but no cell is a column of single letters
+    assert all(h.split("#")[1].startswith("claim-C") for h in m["links"] if "#" in h) and len(m["links"]) >= 50
