@@ -188,6 +188,10 @@ def _validate_source(source) -> str:
         m = _BAD_CHAR.search(stmt)
         if m:
             raise AsmError(f"line {lineno}: unsupported character {m.group()!r} (plain ASCII only)")
+        for tok in _NUM_TOKEN.findall(stmt):      # int() of 5000 digits is slow, then refused by Python
+            if len(tok) > MAX_DIGITS:
+                raise AsmError(f"line {lineno}: number '{tok[:20]}...' is too long (at most {MAX_DIGITS} "
+                               "characters)")
     if "\0" in source:
         raise AsmError(f"line {source.count(chr(10), 0, source.index(chr(0))) + 1}: NUL character")
     return source
@@ -304,7 +308,7 @@ def _gnu_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
     if path is None:
         raise AsmError("GNU as (binutils, x86 target) is not installed; use backend='keystone' "
                        "or install binutils (apt-get install binutils)")
-    _guard_directives(source)
+    check_gas_source(source)
     with tempfile.TemporaryDirectory(prefix="helpers-asm-") as d:
         pre, user, obj = (os.path.join(d, n) for n in ("prologue.s", "input.s", "out.o"))
         with open(pre, "w") as f:          # separate file, so line numbers in input.s stay the reader's
@@ -352,41 +356,183 @@ def _gnu_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
     return bytes(code)
 
 
-# Directives that could make `as` read files, or write gigabytes before its
-# timeout (".space 0x1000000000" writes a 64 GiB object): refused, or bounded.
-_SIZE_DIRECTIVES = {".space": 0, ".skip": 0, ".zero": 0, ".fill": 0, ".org": 0, ".rept": 0,
-                    ".align": 0, ".balign": 0, ".p2align": 0}
+# ----------------------------------------------------------------------------
+# The guard in front of every GNU as run (this module, helpers.unwind.assemble,
+# and through them run_source, the assembly runner and store_into_gate)
+# ----------------------------------------------------------------------------
+# GNU as can read files (.incbin, .include), build directive names it was never
+# shown (.macro, .irp, .irpc: "\\arg" substitution) and write gigabytes before
+# its timeout (".space 0x1000000000", ".ds.b", ".dcb.b", ".nops", ". = 1<<40",
+# ".fill").  So the guard is an allowlist, applied to the statements GNU as
+# will see once comments are gone: a statement is an instruction, a label, a
+# symbol assignment, or one of the directives below.  Macros and conditional
+# assembly are refused outright, and the words "incbin" and "include" anywhere
+# (comments and strings too).  Sizes must be plain numbers and their sum is
+# bounded.  Lexical rules from the GNU as manual ("Syntax": Preprocessing,
+# Comments, Strings, Characters, Statements) and binutils gas/config/tc-i386.c
+# (comment_chars "#", line_comment_chars "/" at line start, ';' separates).
+_ALLOWED = {
+    # sections and modes
+    ".text", ".data", ".bss", ".section", ".previous", ".pushsection", ".popsection",
+    ".code16", ".code32", ".code64", ".intel_syntax", ".att_syntax", ".arch",
+    # symbols
+    ".globl", ".global", ".local", ".hidden", ".protected", ".weak", ".type", ".size",
+    ".set", ".equ", ".equiv",
+    # data (bounded by the source's own length)
+    ".byte", ".word", ".short", ".value", ".hword", ".2byte", ".long", ".int", ".4byte",
+    ".quad", ".8byte", ".ascii", ".asciz", ".string",
+    # call frame information (chapter 4a)
+    ".cfi_startproc", ".cfi_endproc", ".cfi_def_cfa", ".cfi_def_cfa_offset", ".cfi_def_cfa_register",
+    ".cfi_adjust_cfa_offset", ".cfi_offset", ".cfi_rel_offset", ".cfi_restore", ".cfi_undefined",
+    ".cfi_same_value", ".cfi_register", ".cfi_remember_state", ".cfi_restore_state", ".cfi_sections",
+    ".cfi_signal_frame", ".cfi_escape", ".cfi_return_column",
+    # bounded sizes (see _SIZED)
+    ".space", ".skip", ".zero", ".fill", ".nops", ".org", ".align", ".balign", ".p2align",
+    ".rept", ".endr",
+}
+_SIZED = {".space", ".skip", ".zero", ".fill", ".nops", ".org", ".align", ".balign", ".p2align", ".rept"}
+_FORBIDDEN_WORDS = re.compile(r"incbin|include", re.I)
+MAX_REPEAT = 100_000           # product of nested .rept counts
+MAX_FILL = 4 * MAX_CODE        # bytes all sized directives (times their repeats) may ask for
+MAX_DIGITS = 40                # characters in one number (2**128 has 39 digits)
 
 
-def _guard_directives(source: str):
-    nest = []                            # .rept counts of the enclosing blocks
-    for lineno, stmt in _statements(source):
-        stmt = _LABEL_DEF.sub("", stmt).strip()
-        words = stmt.split(None, 1)
-        if not words or not words[0].startswith("."):
+def gas_statements(source: str):
+    """Yield (line_number, statement) as GNU as splits them: C comments (``/* */``) and ``#`` comments
+    removed, statements separated by newlines and ``;``, strings (with backslash escapes) and character
+    constants (``'c``) kept whole.  Anything this reading could get wrong is refused with an AsmError:
+    an unterminated string or comment, a ``/`` line comment, a backslash outside a string."""
+    n, i, lineno = len(source), 0, 1
+    cur, start = [], 1
+    while i < n:
+        ch = source[i]
+        if ch == "\n":
+            yield start, "".join(cur).strip()
+            cur, lineno, start = [], lineno + 1, lineno + 1
+            i += 1
+        elif ch == ";":
+            yield start, "".join(cur).strip()
+            cur, start = [], lineno
+            i += 1
+        elif ch == "#":
+            while i < n and source[i] != "\n":
+                i += 1
+        elif source.startswith("/*", i):
+            end = source.find("*/", i + 2)
+            if end < 0:
+                raise AsmError(f"line {lineno}: unterminated /* comment")
+            lineno += source.count("\n", i, end)
+            cur.append(" ")
+            i = end + 2
+        elif ch == "/" and not "".join(cur).strip():
+            raise AsmError(f"line {lineno}: a line may not start with '/' (write comments with #)")
+        elif ch == '"':
+            j = i + 1
+            while j < n and source[j] not in '"\n':
+                j += 2 if source[j] == "\\" else 1
+            if j >= n or source[j] != '"':
+                raise AsmError(f"line {lineno}: unterminated string")
+            cur.append(source[i:j + 1])
+            i = j + 1
+        elif ch == "'":
+            k = 3 if source[i + 1:i + 2] == "\\" else 2
+            if source[i + 1:i + k].count("\n") or i + k > n:
+                raise AsmError(f"line {lineno}: incomplete character constant")
+            cur.append(source[i:i + k])
+            i += k
+        elif ch == "\\":
+            raise AsmError(f"line {lineno}: '\\' is only allowed inside strings (macros are not supported)")
+        else:
+            cur.append(ch)
+            i += 1
+    yield start, "".join(cur).strip()
+
+
+_GUARD_LABEL = re.compile(r"^\s*(?:[A-Za-z_.$][\w.$]*|[0-9]+)\s*:(?!:)")
+_DIRECTIVE = re.compile(r"\.[A-Za-z_.$][\w.$]*")
+_ASSIGN = re.compile(r"[A-Za-z_.$][\w.$]*\s*==?(?!=)")     # "name = expr" (the name is never ".": see below)
+
+
+def _plain(arg: str, lineno: int, name: str) -> int:
+    arg = arg.strip()
+    if len(arg) > MAX_DIGITS:
+        raise AsmError(f"line {lineno}: number '{arg[:20]}...' is too long")
+    v = _number(arg, "att") if arg else 0
+    if v is None:
+        raise AsmError(f"line {lineno}: {name} takes plain numbers here, not '{arg}'")
+    return v
+
+
+def check_gas_source(source: str) -> None:
+    """Refuse (AsmError, one line naming the source line) anything GNU as should not be given: see above.
+    Shared by every path in the book that runs GNU as."""
+    m = _FORBIDDEN_WORDS.search(source)
+    if m:
+        lineno = source.count("\n", 0, m.start()) + 1
+        raise AsmError(f"line {lineno}: '{m.group().lower()}' is not allowed anywhere in the program "
+                       "(the program must be self-contained)")
+    nest, total = [], 0
+    for lineno, stmt in gas_statements(source):
+        while True:
+            lab = _GUARD_LABEL.match(stmt)
+            if not lab:
+                break
+            stmt = stmt[lab.end():].strip()
+        if not stmt:
             continue
-        name = words[0].lower()
-        if name in (".irp", ".irpc"):
-            nest.append(1)
-        elif name == ".endr" and nest:
-            nest.pop()
-        if name in (".include", ".incbin"):
-            raise AsmError(f"line {lineno}: {name} is not allowed (the program must be self-contained)")
-        if name not in _SIZE_DIRECTIVES:
-            continue
-        args = [a.strip() for a in (words[1] if len(words) > 1 else "").split(",")]
-        nums = [_number(a.lstrip("-"), "att") if a else 0 for a in args]
-        if None in nums:
-            raise AsmError(f"line {lineno}: {name} takes plain numbers here")
-        size = nums[0] * (nums[1] if name == ".fill" and len(nums) > 1 else 1)
-        if name == ".rept":
-            nest.append(max(nums[0], 1))
+        if stmt.startswith('"'):
+            raise AsmError(f"line {lineno}: quoted symbol names are not supported")
+        if re.match(r"\.\s*(=|$|,)", stmt) or re.match(r"\.(set|equ|equiv)\s+\.\s*,", stmt, re.I):
+            raise AsmError(f"line {lineno}: assigning to '.' (the location counter) is not supported; use .org")
+        for tok in _NUM_TOKEN.findall(stmt):
+            if len(tok) > MAX_DIGITS:
+                raise AsmError(f"line {lineno}: number '{tok[:20]}...' is too long")
         repeat = functools.reduce(lambda a, b: a * b, nest, 1)
-        if name == ".p2align":
-            size = 1 << min(nums[0], 64)
-        if size * repeat > MAX_CODE or repeat > MAX_CODE:
-            raise AsmError(f"line {lineno}: {name} {args[0]} would make the program larger than "
-                           f"{MAX_CODE} bytes")
+        if _ASSIGN.match(stmt):
+            continue
+        d = _DIRECTIVE.match(stmt)
+        if not d:
+            if '"' in stmt:
+                raise AsmError(f"line {lineno}: strings belong in .ascii/.asciz/.string")
+            total += 16 * repeat                   # an instruction is at most 15 bytes
+        else:
+            name = d.group().lower()
+            if name not in _ALLOWED:
+                what = ("macros are" if name in (".macro", ".endm", ".irp", ".irpc", ".purgem", ".exitm",
+                                                 ".altmacro", ".noaltmacro") else "it is")
+                raise AsmError(f"line {lineno}: directive '{d.group()}' is not supported here ({what} "
+                               "not on the book's list of safe directives)")
+            args = [a for a in stmt[d.end():].split(",")]
+            if name == ".endr":
+                if nest:
+                    nest.pop()
+                continue
+            if name in _SIZED:
+                nums = [_plain(a, lineno, name) for a in args]
+                if name == ".rept":
+                    nest.append(max(nums[0], 1))
+                    repeat *= nest[-1]
+                    if repeat > MAX_REPEAT:
+                        raise AsmError(f"line {lineno}: .rept {nums[0]} repeats too often "
+                                       f"(at most {MAX_REPEAT} in all)")
+                    continue
+                if name == ".p2align":
+                    if nums[0] > 30:
+                        raise AsmError(f"line {lineno}: .p2align {nums[0]} would make the program larger "
+                                       f"than {MAX_CODE} bytes")
+                    size = 1 << nums[0]
+                elif name == ".fill":
+                    size = nums[0] * min(nums[1] if len(nums) > 1 else 1, 8)
+                else:
+                    size = nums[0]
+                total += size * repeat
+                if size > MAX_CODE or total > MAX_FILL:
+                    raise AsmError(f"line {lineno}: {name} {args[0].strip()} would make the program larger "
+                                   f"than {MAX_CODE} bytes")
+            else:
+                total += (len(stmt) * 8 if name not in (".ascii", ".asciz", ".string") else len(stmt)) * repeat
+        if total > MAX_FILL:
+            raise AsmError(f"line {lineno}: the program would be larger than {MAX_CODE} bytes")
 
 
 def _apply_reloc(code, rel, is_rela, symtab, text_index, arch, address, source):

@@ -25,7 +25,9 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -84,21 +86,42 @@ class Build:
 
 
 def run(argv, *, timeout: float = 60, env=None, cwd=None, input=None, check=False) -> subprocess.CompletedProcess:
-    """Run ``argv`` (a list, never a shell string) with a timeout; return the text result."""
+    """Run ``argv`` (a list, never a shell string) with a timeout; return the text result.
+
+    The command runs in a process group of its own, and on timeout the whole group is killed: ``go build``'s
+    compile and link children (and anything else it started) die with it."""
     if isinstance(argv, str):
         raise TypeError("run() takes a list of arguments, not a shell string")
     argv = [str(a) for a in argv]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
-                              input=input, stdin=None if input is not None else subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise ToolchainError(f"{Path(argv[0]).name} timed out after {timeout:g} s") from None
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+                                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                start_new_session=True)
     except FileNotFoundError:
         raise ToolMissing(f"{argv[0]} not found") from None
+    try:
+        out, err = proc.communicate(input=input, timeout=timeout)
+    except BaseException as e:  # timeout, or an interrupt from the reader: nothing of it may outlive us
+        _kill_group(proc)
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise ToolchainError(f"{Path(argv[0]).name} timed out after {timeout:g} s") from None
+        raise
+    proc = subprocess.CompletedProcess(argv, proc.returncode, out, err)
     if check and proc.returncode != 0:
         last = (proc.stderr or proc.stdout).strip().splitlines()
         raise ToolchainError(f"{Path(argv[0]).name} failed (exit {proc.returncode}): {last[-1] if last else ''}")
     return proc
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)   # the group is the child's own (start_new_session)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL
+        pass
 
 
 def _package_dir(name: str) -> Path | None:
@@ -190,26 +213,214 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+# -- confinement: what a caller may hand the compilers ----------------------------------------------------------
+# A build writes only inside its own temporary folder, and no flag may make a compiler run another program,
+# read or write a file outside the build (``-toolexec``, ``-exec``, ``-overlay``, ``-fplugin``, ``-B``,
+# ``-wrapper``, ``-specs``, ``@file``, ``-Wl,--plugin``, ``-cpuprofile``...).  So file names are checked, and
+# flags are an allowlist: what the book's chapters use, and their close relatives.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_INCLUDE_OUTSIDE = re.compile(r"^[ \t]*#[ \t]*(?:include|include_next|import|embed)[ \t]*[\"<][ \t]*(?:/|[^\">\n]*\.\.)",
+                              re.M)
+MAX_SOURCE_FILES = 64
+MAX_SOURCE_BYTES = 4 << 20
+
+
+class BuildInputError(ToolchainError, ValueError):
+    """A build's inputs were refused before any compiler ran (bad file name, a flag that is not allowed)."""
+
+
 def _sources(source, default_name: str) -> dict[str, str]:
-    return {default_name: source} if isinstance(source, str) else dict(source)
+    files = {default_name: source} if isinstance(source, str) else source
+    if not isinstance(files, dict):
+        raise BuildInputError(f"source must be a str or a {{file name: text}} dict, not {type(source).__name__}")
+    if not 0 < len(files) <= MAX_SOURCE_FILES:
+        raise BuildInputError(f"a build takes 1 to {MAX_SOURCE_FILES} files, not {len(files)}")
+    total = 0
+    for name, text in files.items():
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise BuildInputError("source file names and contents must be str")
+        parts = name.split("/")
+        if not all(_NAME.fullmatch(p) for p in parts) or len(parts) > 4 or any(p in (".", "..") for p in parts):
+            raise BuildInputError(f"file name {name[:60]!r} is not allowed: use a relative name such as "
+                                  "'main.go' or 'pkg/a.go' (no '/' at the start, no '..')")
+        total += len(text)
+        m = _INCLUDE_OUTSIDE.search(text)
+        if m:
+            raise BuildInputError(f"{name}: line {text.count(chr(10), 0, m.start()) + 1}: including a file from "
+                                  "outside the build is not allowed")
+        if re.search(r"incbin", text, re.I):
+            raise BuildInputError(f"{name}: '.incbin' is not allowed (the build must be self-contained)")
+        if name.endswith(".mod") and "=>" in text:
+            raise BuildInputError(f"{name}: replace directives are not allowed (the build is offline and "
+                                  "self-contained)")
+    if total > MAX_SOURCE_BYTES:
+        raise BuildInputError(f"the sources are too large ({total} characters, limit {MAX_SOURCE_BYTES})")
+    return dict(files)
+
+
+def _write_sources(workdir: Path, files: dict) -> None:
+    for name, text in files.items():
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_text(text)
+
+
+def _in_cache(path: str) -> bool:
+    """Is ``path`` an existing file or folder inside the book's build cache (a product of an earlier build)?"""
+    try:
+        real = Path(path).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False
+    return real.is_relative_to((CACHE_DIR / "builds").resolve())
+
+
+_CC_FLAG = re.compile(
+    r"-O[0-3sgz]?|-Ofast|-g[0-3]?|-std=[\w+]+|-W(?!l,|a,|p,)[a-z][\w=+-]*|-w|-v|-s|-m[a-z0-9][\w=.-]*"
+    r"|-f(?!plugin|profile|dump|debug-prefix|file-prefix|macro-prefix|record|save|stack-usage|opt-record|"
+    r"diagnostics-format|use-ld=/)[A-Za-z0-9][\w=+.-]*"
+    r"|-[DU][A-Za-z_]\w*(?:=[\w.+-]*)?|-l[\w.+-]+|-static|-shared|-pie|-no-pie|-rdynamic|-pthread|-nostdlib"
+    r"|-nostartfiles|-nodefaultlibs|-nostdinc|-ffreestanding")
+_LD_WORD = {"--no-as-needed", "--as-needed", "--gc-sections", "--export-dynamic", "-E", "-s", "--strip-all",
+            "-static", "-Bsymbolic", "--no-undefined", "--build-id", "--build-id=none", "--build-id=sha1",
+            "--hash-style=gnu", "--hash-style=sysv", "--hash-style=both", "--no-relax"}
+_LD_ARG = {"-e": r"[A-Za-z_][\w.]*", "--entry": r"[A-Za-z_][\w.]*", "-z": r"[a-z][\w=-]*",
+           "-soname": r"[\w.+-]+", "-rpath": None}
+
+
+def _check_cc_flags(flags) -> list[str]:
+    if not isinstance(flags, (list, tuple)) or not all(isinstance(f, str) for f in flags):
+        raise BuildInputError("flags must be a list of strings, e.g. ['-O2']")
+    flags = list(flags)
+    for f in flags:
+        if f.startswith("-Wl,"):
+            items = f[4:].split(",")
+            i = 0
+            while i < len(items):
+                item = items[i]
+                kind, _, val = item.partition("=")
+                if item in _LD_WORD:
+                    i += 1
+                    continue
+                if kind in _LD_ARG and (val or i + 1 < len(items)):
+                    arg = val if val else items[i + 1]
+                    pat = _LD_ARG[kind]
+                    if (pat is None and not _in_cache(arg)) or (pat is not None and not re.fullmatch(pat, arg)):
+                        raise BuildInputError(f"linker option {item} {arg[:60]!r} is not allowed")
+                    i += 1 if val else 2
+                    continue
+                raise BuildInputError(f"linker option {item[:60]!r} is not on the book's list of linker options")
+            continue
+        if _CC_FLAG.fullmatch(f) or (not f.startswith("-") and _in_cache(f)):
+            continue
+        raise BuildInputError(f"flag {f[:60]!r} is not allowed here (not on the book's list of compiler flags; "
+                              "flags that run other programs or reach files outside the build are refused)")
+    return flags
+
+
+_GO_BUILD_FLAG = re.compile(r"-a|-v|-x|-race|-trimpath|-buildvcs=(?:true|false|auto)|-tags=[\w,.]*|-p=\d+"
+                            r"|-mod=(?:mod|readonly|vendor)|-compiler=gc|-pgo=off|-cover")
+_GC_FLAG = re.compile(r"(?:all=)?(?:-m(?:=\d)?|-l|-N|-S|-B|-C|-e|-w|-wb|-live|-smallframes|-std"
+                      r"|-d=(?:checkptr|ssa/check_bce/debug|ssa/prove/debug|nil|wb|append|defer|libfuzzer)(?:=\d)?)")
+_LD_GO_FLAG = re.compile(r"(?:all=)?(?:-s|-w|-X=?[\w./-]+=[\w.+-]*|-linkmode=(?:internal|external)"
+                         r"|-compressdwarf=(?:true|false)|-T=?0x[0-9a-fA-F]+)")
+_GO_ENV = {"GOARCH": r"amd64|386|arm64|arm|riscv64", "GOOS": r"linux", "GOAMD64": r"v[1-4]", "GO386": r"sse2|softfloat",
+           "GOEXPERIMENT": r"[\w,]*", "GODEBUG": r"[\w=.,]*", "GOMAXPROCS": r"\d+", "CGO_ENABLED": r"[01]?"}
+
+
+def _check_go_inputs(flags, gcflags, ldflags, env, goarch, buildmode):
+    if not isinstance(flags, (list, tuple)) or not all(isinstance(f, str) for f in flags):
+        raise BuildInputError("flags must be a list of strings, e.g. ['-trimpath']")
+    for f in flags:
+        if not _GO_BUILD_FLAG.fullmatch(f):
+            raise BuildInputError(f"go build flag {f[:60]!r} is not allowed here (-toolexec, -exec, -overlay, "
+                                  "-o and other flags that run programs or reach outside the build are refused)")
+    for what, value, pat in (("gcflags", gcflags, _GC_FLAG), ("ldflags", ldflags, _LD_GO_FLAG)):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise BuildInputError(f"{what} must be a str, e.g. '-m'")
+        for word in value.split():
+            if not pat.fullmatch(word):
+                raise BuildInputError(f"-{what} word {word[:60]!r} is not allowed here")
+    if env is not None and not isinstance(env, dict):
+        raise BuildInputError(f"env must be a dict, not {type(env).__name__}")
+    for k, v in {"GOARCH": goarch, **(env or {})}.items():
+        if k not in _GO_ENV or not isinstance(v, str) or not re.fullmatch(_GO_ENV[k], v):
+            raise BuildInputError(f"environment {str(k)[:40]}={str(v)[:40]!r} is not allowed for a build")
+    if buildmode not in (None, "default", "exe", "pie", "c-archive", "c-shared", "plugin", "shared", "archive"):
+        raise BuildInputError(f"buildmode {str(buildmode)[:40]!r} is not a Go build mode")
+
+
+# -- the cache ----------------------------------------------------------------------------------------------------
+def _valid_entry(out_dir: Path):
+    """The build.json of a complete cache entry, or None (missing, truncated, or its output file is gone)."""
+    try:
+        m = json.loads((out_dir / "build.json").read_text())
+        ok = (isinstance(m, dict) and isinstance(m.get("file"), str) and isinstance(m.get("output"), str)
+              and isinstance(m.get("command"), list) and isinstance(m.get("tool"), str)
+              and _NAME.fullmatch(m["file"]) is not None and (out_dir / m["file"]).is_file()
+              and m.get("size", (out_dir / m["file"]).stat().st_size) == (out_dir / m["file"]).stat().st_size)
+    except (OSError, ValueError):
+        return None
+    return m if ok else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep(root: Path) -> None:
+    """Remove what killed builds left behind: temporary folders (named after their process) whose process is
+    gone, and entries set aside as bad."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        m = re.fullmatch(r"\.(?:tmp|bad)-[\w-]+?-(\d+)-\w+", name)
+        if m and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(root / name, ignore_errors=True)
 
 
 def _cached_build(kind: str, key: str, build) -> Build:
-    """Return the build at ``CACHE_DIR/builds/<kind>-<key>``, running ``build(workdir)`` once if it is absent."""
-    out_dir = CACHE_DIR / "builds" / f"{kind}-{key}"
-    meta = out_dir / "build.json"
-    if meta.exists():
-        m = json.loads(meta.read_text())
+    """Return the build at ``CACHE_DIR/builds/<kind>-<key>``, running ``build(workdir)`` once if it is absent.
+
+    An entry is used only when it is complete (build.json readable, output present with its recorded size);
+    a bad one is set aside and rebuilt.  A build happens in a temporary folder of this process and appears by
+    one atomic rename, so a concurrent build of the same inputs, or a kill at any moment, never leaves a
+    partial entry where a reader would find it."""
+    root = CACHE_DIR / "builds"
+    out_dir = root / f"{kind}-{key}"
+    m = _valid_entry(out_dir)
+    if m is not None:
         return Build(out_dir / m["file"], m["output"], tuple(m["command"]), m["tool"], cached=True)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=out_dir.parent))
+    root.mkdir(parents=True, exist_ok=True)
+    _sweep(root)
+    if out_dir.exists():  # incomplete or damaged: set it aside (atomically), then remove it
+        bad = root / f".bad-{kind}-{os.getpid()}-{key}"
+        try:
+            out_dir.rename(bad)
+        except OSError:
+            pass  # another process moved it first
+        shutil.rmtree(bad, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{kind}-{os.getpid()}-", dir=root))
     try:
         file, output, command, tool = build(tmp)
-        (tmp / "build.json").write_text(json.dumps({"file": file, "output": output, "command": command, "tool": tool}))
+        size = (tmp / file).stat().st_size
+        (tmp / "build.json").write_text(json.dumps({"file": file, "output": output, "command": command,
+                                                    "tool": tool, "size": size}))
         try:
             tmp.rename(out_dir)
-        except OSError:  # another process finished the same build first
+        except OSError:  # another process finished the same build first: use its entry if it is good
             shutil.rmtree(tmp, ignore_errors=True)
+            if _valid_entry(out_dir) is None:
+                raise ToolchainError(f"the build cache entry {out_dir.name} is being replaced by another "
+                                     "process; run the cell again") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -224,8 +435,9 @@ def go_build(source, *, flags=(), gcflags: str | None = None, ldflags: str | Non
     ``Build.output`` holds the compiler's messages, e.g. escape-analysis decisions under ``gcflags="-m"``.
     A failed build raises :class:`ToolchainError` with the compiler's first error line.
     """
-    tool = require("go")
     files = _sources(source, "main.go")
+    _check_go_inputs(flags, gcflags, ldflags, env, goarch, buildmode)
+    tool = require("go")
     files.setdefault("go.mod", "module example\n\ngo 1.27\n")
     args = ["build", "-trimpath", *flags]
     if gcflags:
@@ -239,8 +451,7 @@ def go_build(source, *, flags=(), gcflags: str | None = None, ldflags: str | Non
     key = _digest(tool.version, files, args, extra, cgo, cc_argv("auto") if cgo else None)
 
     def build(workdir: Path):
-        for name, text in files.items():
-            (workdir / name).write_text(text)
+        _write_sources(workdir, files)
         argv = [*args, "-o", out_name, "."]
         p = go(*argv, timeout=timeout, env=extra, cwd=workdir, cgo=cgo)
         output = (p.stderr + p.stdout).replace(str(workdir) + "/", "")
@@ -267,8 +478,22 @@ def cc(source, *, compiler: str = "zig", target: str | None = None, flags=(), ou
     ``target`` is a zig target such as ``x86_64-linux-musl`` or ``x86-freestanding-none``; for gcc use
     flags such as ``-m32`` instead.
     """
-    tool = require(compiler)
     files = _sources(source, "main.c")
+    flags = _check_cc_flags(flags)
+    if compiler not in ("zig", "gcc"):
+        raise BuildInputError(f"unknown compiler {str(compiler)[:40]!r} (use 'zig' or 'gcc')")
+    if output not in ("obj", "exe", "shared", "asm"):
+        raise BuildInputError(f"unknown output {str(output)[:40]!r} (use 'obj', 'exe', 'shared' or 'asm')")
+    if target is not None and not (isinstance(target, str) and re.fullmatch(r"[a-z0-9_]+(?:-[a-z0-9_.]+){1,3}", target)):
+        raise BuildInputError(f"target {str(target)[:60]!r} is not a zig target such as x86_64-linux-musl")
+    for name, text in files.items():
+        if name.endswith((".s", ".S")):
+            from helpers.asm import AsmError, check_gas_source
+            try:
+                check_gas_source(text)
+            except AsmError as e:
+                raise BuildInputError(f"{name}: {e}") from None
+    tool = require(compiler)
     sources = [n for n in files if n.endswith((".c", ".s", ".S"))]
     mode = {"obj": ["-c"], "exe": [], "shared": ["-shared"], "asm": ["-S"]}[output]
     if output in ("obj", "asm") and len(sources) != 1:
@@ -279,8 +504,7 @@ def cc(source, *, compiler: str = "zig", target: str | None = None, flags=(), ou
     key = _digest(tool.version, files, argv[1:])
 
     def build(workdir: Path):
-        for name, text in files.items():
-            (workdir / name).write_text(text)
+        _write_sources(workdir, files)
         env = {**os.environ, "ZIG_GLOBAL_CACHE_DIR": str(CACHE_DIR / "zig"),
                "ZIG_LOCAL_CACHE_DIR": str(CACHE_DIR / "zig-local")}
         p = run(argv, timeout=timeout, env=env, cwd=workdir)

@@ -202,26 +202,41 @@ def cfi_entries(path, section: str = ".eh_frame") -> list:
 
 def assemble(source: str) -> Path:
     """Assemble x86-64 GNU-syntax ``source`` into an object file with GNU as (``as --64``), or with
-    ``zig cc -c`` when GNU as is missing. Returns the cached object's path."""
-    import hashlib
+    ``zig cc -c`` when GNU as is missing. Returns the cached object's path.
 
+    The source passes the same guard as every GNU as run in the book (:func:`helpers.asm.check_gas_source`:
+    no file reads, no macros, bounded sizes), and the object is built like every other cached build
+    (:func:`helpers.toolchain._cached_build`: a private temporary folder, then one atomic rename)."""
     from helpers import toolchain
+    from helpers.asm import MAX_SOURCE, AsmError, check_gas_source
 
+    if not isinstance(source, str):
+        raise UnwindError(f"source must be a str, not {type(source).__name__}")
+    if len(source) > MAX_SOURCE:
+        raise UnwindError(f"source is too long ({len(source)} characters, limit {MAX_SOURCE})")
+    try:
+        check_gas_source(source)
+    except AsmError as e:
+        raise UnwindError(f"as: {e}") from None
     if not toolchain.have("as"):
-        return toolchain.cc({"cfi.s": source}, compiler="zig", target="x86_64-linux-musl", output="obj").path
-    key = hashlib.sha256((toolchain.require("as").version + source).encode()).hexdigest()[:20]
-    out_dir = toolchain.CACHE_DIR / "builds" / f"as-{key}"
-    obj = out_dir / "cfi.o"
-    if not obj.exists():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "cfi.s").write_text(source)
-        p = toolchain.run([*toolchain.require("as").argv, "--64", out_dir / "cfi.s", "-o", out_dir / "cfi.tmp.o"],
-                          timeout=30)
+        try:
+            return toolchain.cc({"cfi.s": source}, compiler="zig", target="x86_64-linux-musl", output="obj").path
+        except toolchain.ToolchainError as e:
+            raise UnwindError(f"zig cc: {str(e).splitlines()[0] if str(e) else 'failed'}") from None
+    tool = toolchain.require("as")
+
+    def build(workdir: Path):
+        (workdir / "cfi.s").write_text(source)
+        p = toolchain.run([*tool.argv, "--64", "cfi.s", "-o", "cfi.o"], timeout=30, cwd=workdir)
         if p.returncode != 0:
             msg = [l for l in p.stderr.splitlines() if "Error" in l] or p.stderr.strip().splitlines() or ["?"]
-            raise UnwindError("as: " + msg[0].split("Error: ")[-1])
-        (out_dir / "cfi.tmp.o").rename(obj)
-    return obj
+            raise UnwindError("as: " + msg[0].split("Error: ")[-1][:300])
+        return "cfi.o", "", ["as", "--64", "cfi.s", "-o", "cfi.o"], tool.version
+
+    try:
+        return toolchain._cached_build("as", toolchain._digest(tool.version, source), build).path
+    except toolchain.ToolchainError as e:
+        raise UnwindError(f"as: {e}") from None
 
 
 @dataclass(frozen=True)
