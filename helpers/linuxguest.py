@@ -36,19 +36,16 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from helpers import kmodsrc, toolchain
+from helpers import kmodsrc, toolchain, vm
 
 RECORDING = Path(__file__).with_name("recorded") / "linux_guest.json"
 BUSYBOX = Path("/bin/busybox")
-QEMU = "qemu-system-x86_64"
 BUILD_TIMEOUT = 300      # seconds for one kbuild run (about 2 s warm on 2 cores)
 BOOT_TIMEOUT = 180       # seconds for the whole guest run under TCG (about 10-20 s)
 # console=ttyS0: the serial port is the console; loglevel=1: kernel messages stay off the console (the script
@@ -57,11 +54,11 @@ BOOT_TIMEOUT = 180       # seconds for the whole guest run under TCG (about 10-2
 APPEND = "console=ttyS0 loglevel=1 printk.time=0 nokaslr panic=-1 rdinit=/init"
 
 
-class GuestError(ValueError):
+class GuestError(vm.VMError):
     """A build failed, the guest crashed or hung, or an input was bad. The message is one line."""
 
 
-class GuestMissing(GuestError):
+class GuestMissing(GuestError, vm.VMMissing):
     """QEMU, the kernel packages or gcc are missing, and a live run was required (BOOK_REQUIRE_VM=1)."""
 
 
@@ -78,7 +75,7 @@ def kernel_release() -> str:
 def missing() -> list[str]:
     """What a live run lacks here (empty when everything is installed)."""
     out = []
-    if shutil.which(QEMU) is None:
+    if not vm.available():
         out.append("qemu-system-x86 (apt-get install qemu-system-x86)")
     try:
         kernel_release()
@@ -111,7 +108,7 @@ def _package_version(pkg: str) -> str:
 def versions() -> dict:
     """The versions of everything a live run uses (the cache key and the provenance line)."""
     rel = kernel_release()
-    return {"qemu": _first_line([QEMU, "--version"]), "kernel": rel,
+    return {"qemu": vm.qemu_version(), "accel": vm.accelerator(), "kernel": rel,
             "kernel_package": _package_version(f"linux-image-{rel}"),
             "headers_package": _package_version(f"linux-headers-{rel}"),
             "gcc": _first_line(["gcc", "--version"]), "busybox": _first_line([str(BUSYBOX)]).split(" multi-call")[0],
@@ -538,22 +535,14 @@ def parse_console(text: str) -> dict:
 
 # ------------------------------------------------------------------------------------------ booting
 def _boot(initrd: bytes, timeout: float) -> tuple[str, float]:
-    """Boot the kernel with ``initrd`` under TCG; return (console text, seconds)."""
-    rel = kernel_release()
+    """Boot the kernel with ``initrd`` (helpers.vm: no network, a timeout, TCG unless KVM really works);
+    return (console text, seconds). The guest ends by powering off."""
     with tempfile.TemporaryDirectory() as d:
         rd = Path(d) / "initrd.cpio"
         rd.write_bytes(initrd)
-        argv = [QEMU, "-accel", "tcg", "-m", "256", "-smp", "1", "-nographic", "-no-reboot", "-nic", "none",
-                "-monitor", "none", "-serial", "stdio", "-kernel", f"/boot/vmlinuz-{rel}", "-initrd", str(rd),
-                "-append", APPEND]
-        t0 = time.monotonic()
-        try:
-            p = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as e:
-            tail = (e.stdout or b"").decode(errors="replace").strip().splitlines()[-3:]
-            raise GuestError(f"the guest hung: no power-off after {timeout:g} s (last console lines: "
-                             f"{' | '.join(tail) or 'none'})") from None
-        return p.stdout.decode(errors="replace"), time.monotonic() - t0
+        run = vm.boot(f"/boot/vmlinuz-{kernel_release()}", initrd=rd, append=APPEND, memory_mb=256,
+                      timeout=timeout, debug_exit=False)
+    return run.console, run.elapsed
 
 
 def _guest_files(builds) -> dict:
@@ -594,7 +583,7 @@ def _section_names(path) -> list[str]:
 def _cache_key(builds) -> str:
     """Versions, every build directory (named by a hash of its sources), the script and the kernel command line."""
     return toolchain._digest("linux-guest", versions(), sorted(kb.dir.name for kb in builds.values()),
-                             int80_program().parent.name, guest_script(), APPEND, QEMU)
+                             int80_program().parent.name, guest_script(), APPEND)
 
 
 def run_live(*, timeout: float = BOOT_TIMEOUT) -> dict:
@@ -641,12 +630,12 @@ class GuestResults:
         v = self.data["versions"]
         how = "recorded by `python -m helpers.linuxguest` (QEMU or the kernel packages are missing here)" \
             if self.recorded else "run here"
-        return (f"[{how}: Linux {v['kernel']} (Debian {v['kernel_package']}) on {v['qemu']}, TCG; "
+        return (f"[{how}: Linux {v['kernel']} (Debian {v['kernel_package']}) on {v['qemu']}, {v.get('accel', 'tcg')}; "
                 f"modules by kbuild with {v['gcc']}; {v['busybox']}; Go {v['go']}]")
 
 
 def _require_or_recording():
-    if os.environ.get("BOOK_REQUIRE_VM") == "1":
+    if vm.require_vm_env():
         raise GuestMissing("BOOK_REQUIRE_VM=1 but the Linux guest cannot run here: missing " + ", ".join(missing()))
     if not RECORDING.exists():
         raise GuestMissing(f"the Linux guest cannot run here (missing {', '.join(missing())}) and there is no "
@@ -668,7 +657,8 @@ def comparable(data: dict) -> dict:
 
 
 def record() -> Path:
-    data = run_live()
+    """Run live and save the result as the recording (wall-clock time zeroed: it describes the machine)."""
+    data = {**run_live(), "elapsed": 0.0}
     RECORDING.parent.mkdir(exist_ok=True)
     RECORDING.write_text(json.dumps({"key": "linux_guest", "data": data}, indent=1) + "\n")
     return RECORDING

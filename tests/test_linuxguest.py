@@ -1,0 +1,105 @@
+"""helpers.linuxguest: the initramfs writer, the console parser, kbuild's .cmd parser, bad input, and the real
+guest against its recording (one boot, cached; skipped only where the VM cannot run and BOOK_REQUIRE_VM is unset)."""
+import json
+import shutil
+import subprocess
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from helpers import linuxguest as L
+from helpers import vm
+
+LIVE = not L.missing()
+need_live = pytest.mark.skipif(not LIVE and not vm.require_vm_env(), reason="no QEMU/kernel packages here")
+
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=12)
+
+
+@pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio not installed")
+@settings(max_examples=25, deadline=None)
+@given(st.dictionaries(names, st.binary(max_size=300), min_size=1, max_size=5))
+def test_initramfs_is_read_back_by_cpio(tmp_path_factory, files):
+    blob = L.initramfs({f"/mods/{n}": b for n, b in files.items()}, "#!/bin/sh\n")
+    d = tmp_path_factory.mktemp("cpio")
+    p = subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"], input=blob, cwd=d,
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    for n, b in files.items():
+        assert (d / "mods" / n).read_bytes() == b
+    assert (d / "init").read_text() == "#!/bin/sh\n" and len(blob) % 512 == 0
+
+
+@pytest.mark.parametrize("bad", ["relative/path", "/a/../etc", "/mods/../../x"])
+def test_initramfs_refuses_bad_paths(bad):
+    with pytest.raises(L.GuestError, match="bad guest path"):
+        L.initramfs({bad: b""}, "")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(names, st.lists(st.text(alphabet="abc xyz=-1", max_size=20), max_size=4),
+                          st.integers(0, 255), st.lists(st.text(alphabet="kern: msg", max_size=20), max_size=3)),
+                min_size=1, max_size=5, unique_by=lambda t: t[0]))
+def test_parse_console_round_trip(steps):
+    text = "noise\r\n@@BOOTED\r\n"
+    for name, out, rc, kern in steps:
+        text += "\r\n".join([f"@@BEGIN {name}", *out, f"@@RC {rc}", "@@KERNEL", *kern, f"@@END {name}"]) + "\r\n"
+    parsed = L.parse_console(text + "@@DONE\r\n")
+    assert {n: (list(s.out), s.rc, list(s.kernel)) for n, s in parsed.items()} == \
+        {n: (out, rc, kern) for n, out, rc, kern in steps}
+
+
+@pytest.mark.parametrize("console", ["", "Kernel panic - not syncing: VFS\n", "@@BEGIN a\nhalf"])
+def test_unfinished_guest_is_one_line_error(console):
+    with pytest.raises(L.GuestError) as e:
+        L.parse_console(console)
+    assert "\n" not in str(e.value) and "did not finish" in str(e.value)
+
+
+def test_parse_cmd_file():
+    text = ("cmd_/m/x.o :=  gcc-12 -Wp,-MMD,/m/.x.o.d -nostdinc -mno-red-zone -DKBUILD_MODNAME='\"x\"' "
+            "-c -o /m/x.o /m/x.c   ; ./tools/objtool/objtool --orc --retpoline --module /m/x.o\n")
+    cc, flags, objtool = L.parse_cmd_file(text)
+    assert cc == "gcc-12" and flags[-3:] == ("-c", "-o", "/m/x.o") and "-mno-red-zone" in flags
+    assert '-DKBUILD_MODNAME="x"' in flags and objtool == ("--orc", "--retpoline", "--module")
+    for bad in ("", "garbage", "cmd_x := 'unbalanced"):
+        with pytest.raises(L.GuestError):
+            L.parse_cmd_file(bad)
+
+
+def test_build_modules_refuses_bad_input():
+    for bad in (None, {}, {"x.c": "int x;"}, {"Kbuild": "obj-m := a.o\n", "../a.c": ""}):
+        with pytest.raises(L.GuestError):
+            L.build_modules(bad)
+
+
+@need_live
+def test_compile_error_is_one_line():
+    with pytest.raises(L.GuestError) as e:
+        L.build_modules({"Kbuild": "obj-m := broken.o\n", "broken.c": "int broken(void) { return }\n"})
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("kbuild failed:") and "error" in msg
+
+
+@need_live
+def test_live_guest_matches_recording_and_is_fast():
+    live = L.run_live()
+    recorded = json.loads(L.RECORDING.read_text())["data"]
+    assert L.comparable(live) == L.comparable(recorded)
+    r = L.results()
+    assert not r.recorded and r.step("insmod_hello").rc == 0
+    assert L.int80()["works"] is True
+
+
+def test_recording_stands_alone():
+    data = json.loads(L.RECORDING.read_text())["data"]
+    assert data["elapsed"] == 0.0 and data["versions"]["kernel"] and set(data["steps"]) == {n for n, _ in L.STEPS}
+    assert "/root" not in json.dumps(data) and "/home" not in json.dumps(data)
+
+
+def test_kbuild_flags_are_the_kernel_rules():
+    f = L.kbuild_flags()
+    for flag in ("-mno-sse", "-mno-red-zone", "-mcmodel=kernel", "-mfentry", "-fno-asynchronous-unwind-tables",
+                 "-mindirect-branch=thunk-extern", "-mfunction-return=thunk-extern"):
+        assert f.has(flag), flag
+    assert f.compiler.startswith("gcc") and "--orc" in f.objtool and f.matching("-fcf-protection")
