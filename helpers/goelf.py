@@ -271,7 +271,8 @@ def _dwarf_structs(path: str) -> dict[str, tuple[int, list[tuple[str, int]]]]:
                     n = die.attributes["DW_AT_name"].value.decode()
                     if n in WANTED_STRUCTS:
                         types[n] = die
-            break
+            if len(types) == len(WANTED_STRUCTS):  # a binary may have several runtime CUs (e.g. one for assembly)
+                break
         out = {}
         for n, die in types.items():
             out[n] = (die.attributes["DW_AT_byte_size"].value, _flatten(die, "", 0, 0))
