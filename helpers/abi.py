@@ -34,6 +34,7 @@ API::
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from dataclasses import dataclass, field
@@ -317,6 +318,188 @@ def patchable_entry(conv, compiler: str, function: str = "f3", nops: int = 5) ->
     return code[:nops]
 
 
+# The flags kbuild adds for ftrace on x86 (torvalds/linux Makefile, CC_FLAGS_FTRACE: -pg, then -mrecord-mcount
+# where CONFIG_FTRACE_MCOUNT_USE_CC, then -mfentry where CONFIG_HAVE_FENTRY). clang has no -mrecord-mcount for x86:
+# with clang, kbuild has objtool write the same __mcount_loc table (CONFIG_FTRACE_MCOUNT_USE_OBJTOOL).
+FTRACE_FLAGS = {"gcc": ["-pg", "-mrecord-mcount", "-mfentry"], "zig": ["-pg", "-mfentry"]}
+FENTRY = "__fentry__"
+
+
+@dataclass(frozen=True)
+class FentrySite:
+    """The first instruction of a function compiled with the kernel's ftrace flags."""
+    function: str
+    raw: bytes            # its bytes (the call's displacement still unrelocated)
+    text: str             # capstone's rendering
+    target: str | None    # the symbol the call is relocated against (``__fentry__``)
+    recorded: bool        # listed in ``__mcount_loc`` (gcc's -mrecord-mcount), where ftrace finds its sites
+
+
+def ftrace_build(conv, compiler: str):
+    """Build ``conv``'s callees f0..f4 with the kernel's ftrace flags (:data:`FTRACE_FLAGS`); the cached Build."""
+    from . import toolchain
+    if compiler not in FTRACE_FLAGS:
+        raise ValueError(f"unknown compiler {compiler!r} (use 'zig' or 'gcc')")
+    c = convention(conv)
+    if c.attribute == "Go":
+        raise ValueError("go-abiinternal: Go has no -mfentry; the kernel's ftrace flags are C compiler flags")
+    kw = compile_flags(c, compiler)
+    kw["flags"] = kw["flags"] + FTRACE_FLAGS[compiler]
+    return toolchain.cc(callee_source(c, 5), **kw)
+
+
+def fentry_sites(conv, compiler: str) -> dict[str, FentrySite]:
+    """{function: FentrySite} for :func:`ftrace_build`'s object: each function's first instruction, the symbol
+    its relocation names, and whether ``__mcount_loc`` lists that address."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.relocation import RelocationSection
+    from helpers.asm import disassemble
+    c = convention(conv)
+    path = ftrace_build(c, compiler).path
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        names = [s.name for s in elf.iter_sections()]
+        tidx = names.index(".text")
+        code = elf.get_section(tidx).data()
+        symtab = elf.get_section_by_name(".symtab")
+        relocs, mcount = {}, set()
+        for sec in elf.iter_sections():
+            if not isinstance(sec, RelocationSection):
+                continue
+            target_sec = names[sec["sh_info"]]
+            for r in sec.iter_relocations():
+                sym = symtab.get_symbol(r["r_info_sym"])
+                if target_sec == ".text":
+                    relocs[r["r_offset"]] = sym.name
+                elif target_sec == "__mcount_loc":   # each entry: .text + (site offset)
+                    site = r["r_addend"] if r.is_RELA() else int.from_bytes(
+                        elf.get_section_by_name("__mcount_loc").data()[r["r_offset"]:r["r_offset"] + c.word], "little")
+                    mcount.add(site)
+        out = {}
+        for s in symtab.iter_symbols():
+            if s["st_shndx"] == tidx and s["st_info"]["type"] == "STT_FUNC":
+                start = s["st_value"]
+                first = disassemble(code[start:start + 15], arch=c.arch, address=start)[0]
+                out[s.name] = FentrySite(s.name, bytes(first.bytes), first.text,
+                                         relocs.get(start + 1) if first.mnemonic.startswith("call") else None,
+                                         start in mcount)
+    return dict(sorted(out.items()))
+
+
+KERNEL_HEADERS = "/usr/src/linux-headers-*-common"   # Debian's linux-headers package: the kernel's build tree
+NOPS_H = "arch/x86/include/asm/nops.h"
+SDM_NOP5 = bytes.fromhex("0f1f440000")   # Intel SDM Vol. 2B, NOP: the recommended 5-byte form
+
+
+def kernel_header(rel: str, pattern: str = KERNEL_HEADERS):
+    """Path of ``rel`` in the newest installed kernel build tree (Debian's linux-headers), or None."""
+    import glob
+    from pathlib import Path
+    hits = sorted(Path(p) / rel for p in glob.glob(pattern) if (Path(p) / rel).is_file())
+    return hits[-1] if hits else None
+
+
+def kernel_nop5(arch: str, text: str | None = None) -> bytes:
+    """The 5-byte NOP the kernel patches over ``call __fentry__`` (``x86_nops[5]``, from ``BYTES_NOP5`` in
+    ``arch/x86/include/asm/nops.h``: one definition for 32-bit kernels, one for ``CONFIG_64BIT``).
+
+    ``text`` is that header's text (default: read from the installed kernel tree). Raises ValueError if the
+    header does not define it."""
+    if arch not in ("x86_32", "x86_64"):
+        raise ValueError(f"arch must be 'x86_32' or 'x86_64', got {arch!r}")
+    if text is None:
+        path = kernel_header(NOPS_H)
+        if path is None:
+            raise ValueError(f"no kernel build tree with {NOPS_H} here (apt-get install linux-headers-amd64)")
+        text = path.read_text()
+    defs, branch = {"x86_32": {}, "x86_64": {}}, None
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("#ifndef CONFIG_64BIT"):
+            branch = "x86_32"
+        elif s.startswith("#else") and branch == "x86_32":
+            branch = "x86_64"
+        elif s.startswith("#endif") and "CONFIG_64BIT" in s:
+            branch = None
+        m = re.match(r"#define (BYTES_NOP\d)\s+(.+)$", s)
+        if m and branch:
+            defs[branch][m.group(1)] = m.group(2).split("/*")[0].strip()
+
+    def expand(name, depth=0):
+        if depth > 8 or name not in defs[arch]:
+            raise ValueError(f"{NOPS_H}: cannot expand {name} for {arch}")
+        out = []
+        for part in defs[arch][name].split(","):
+            part = part.strip()
+            out += expand(part, depth + 1) if part.startswith("BYTES_NOP") else [int(part, 16)]
+        return out
+    nop = bytes(expand("BYTES_NOP5"))
+    if len(nop) != 5:
+        raise ValueError(f"{NOPS_H}: BYTES_NOP5 has {len(nop)} bytes for {arch}")
+    return nop
+
+
+def _macro_body(text: str, name_re: str) -> tuple[str, str] | None:
+    """(name and parameters, body joined on one line) of the first ``#define`` matching ``name_re``."""
+    m = re.search(rf"^#define ({name_re}\([^)]*\))[ \t]*((?:.*\\\n)*.*)$", text, re.M)
+    if m is None:
+        return None
+    parts = (part.strip().rstrip("\\").strip() for part in m.group(2).splitlines())
+    return m.group(1), " ".join(p for p in parts if p)
+
+
+def syscall_stub_prototypes(text: str) -> dict[str, str]:
+    """From ``arch/x86/include/asm/syscall_wrapper.h``: {abi: the prototype ``__SYS_STUBx`` gives each syscall
+    stub of that ABI}, e.g. {"x64": "long __x64_sys<name>(const struct pt_regs *regs)", "ia32": ...}."""
+    stub = _macro_body(text, r"__SYS_STUBx")
+    if stub is None:
+        raise ValueError("syscall_wrapper.h: no __SYS_STUBx macro")
+    proto = re.match(r"(long __##abi##_##name\([^)]*\))", stub[1])
+    if proto is None:
+        raise ValueError("syscall_wrapper.h: __SYS_STUBx does not start with a `long __abi_name(...)` prototype")
+    abis = sorted(set(re.findall(r"__SYS_STUBx\((\w+), sys##name", text)))
+    return {a: proto.group(1).replace("##abi##", a).replace("_##name", "_sys<name>") for a in abis}
+
+
+def ip_setter(text: str) -> str:
+    """From ``arch/x86/include/asm/ftrace.h``: how an ftrace handler (livepatch) sets the instruction pointer the
+    trampoline will return to: ``"ftrace_instruction_pointer_set(fregs, _ip): ... regs.ip = (_ip)"``."""
+    m = _macro_body(text, r"ftrace_(?:regs_set_instruction_pointer|instruction_pointer_set)")
+    if m is None:
+        raise ValueError("ftrace.h defines neither ftrace_regs_set_instruction_pointer nor ftrace_instruction_pointer_set")
+    body = re.sub(r"^do \{\s*|;?\s*\}\s*while \(0\)$", "", m[1]).strip().rstrip(";")
+    return f"{m[0]}: {body}"
+
+
+def ftrace_call(conv, compiler: str, func: str, args, *, nop: bytes | None = None) -> dict:
+    """Call ``func`` of :func:`ftrace_build`'s object in the emulator, as :func:`run_call` does, with its
+    ``call __fentry__`` pointing at a stub (a bare ``ret``) that records what a tracer would see: the argument
+    registers and the stack words above the stub's return address. ``nop``: first overwrite the 5-byte call with
+    these bytes, as ftrace does at boot (``ftrace_nop_replace``). Returns {"value", "tracer": None or {...}}."""
+    c = convention(conv)
+    if nop is not None and (not isinstance(nop, (bytes, bytearray)) or len(nop) != 5):
+        raise ValueError("nop must be the 5 bytes that replace the call (x86 ftrace's MCOUNT_INSN_SIZE)")
+    text = load_object(ftrace_build(c, compiler).path, stubs=(FENTRY,))
+    addr, code = text.function(func)
+    if code[:1] != b"\xe8":
+        raise ValueError(f"{func} does not begin with a call (built without -mfentry?)")
+    if nop is not None:
+        patched = bytearray(text.code)
+        patched[addr - text.base: addr - text.base + 5] = nop
+        text = LoadedText(text.arch, text.base, bytes(patched), text.functions)
+    p = place_arguments(c, args)
+    seen = {}
+
+    def at_fentry(machine, _address):
+        sp = machine.regs[c.sp]
+        seen["regs"] = {r: machine.regs[r] for r in c.arg_regs}
+        seen["stack"] = [int.from_bytes(machine.read(sp + c.word * k, c.word), "little") for k in range(8)]
+    with _machine(c, text) as (m, hook):
+        hook(text.functions[FENTRY][0], at_fentry)
+        r = _run_call(m, hook, c, p, addr, func, 100_000, None)
+    return {"value": r.value, "tracer": seen or None, "entry": addr}
+
+
 # --------------------------------------------------------------------------------------------------
 # Objects into the emulator
 # --------------------------------------------------------------------------------------------------
@@ -345,11 +528,12 @@ class LoadedText:
 _PCREL = {2, 4}
 
 
-def load_object(path, base: int = CODE_BASE) -> LoadedText:
+def load_object(path, base: int = CODE_BASE, stubs=()) -> LoadedText:
     """Link a relocatable object's ``.text`` at ``base``, resolving calls between its own functions.
 
-    Only relocations against symbols defined in ``.text`` are supported (leaf code and local calls);
-    anything else (data, external symbols) raises ValueError naming the symbol.
+    Only relocations against symbols defined in ``.text`` are supported (leaf code and local calls), plus
+    calls to the undefined symbols named in ``stubs``: each gets a one-byte ``ret`` after the code, listed in
+    ``functions`` under its name (e.g. ``__fentry__``). Anything else raises ValueError naming the symbol.
     """
     from elftools.elf.elffile import ELFFile
     from elftools.elf.relocation import RelocationSection
@@ -367,16 +551,26 @@ def load_object(path, base: int = CODE_BASE) -> LoadedText:
         for s in symtab.iter_symbols():
             if s["st_shndx"] == tidx and s["st_info"]["type"] == "STT_FUNC" and s.name:
                 funcs[s.name] = (base + s["st_value"], s["st_size"])
+        stub_at = {}
+        for name in stubs:
+            code += b"\xcc" * (-len(code) % 16)              # int3 padding, then the stub
+            stub_at[name] = len(code)
+            funcs[name] = (base + len(code), 1)
+            code += b"\xc3"                                   # ret
         for sec in elf.iter_sections():
             if not isinstance(sec, RelocationSection) or sec["sh_info"] != tidx:
                 continue
             for r in sec.iter_relocations():
                 sym = symtab.get_symbol(r["r_info_sym"])
-                if sym["st_shndx"] != tidx:
+                if sym.name in stub_at and sym["st_shndx"] == "SHN_UNDEF":
+                    sym_value = stub_at[sym.name]
+                elif sym["st_shndx"] != tidx:
                     raise ValueError(f"relocation against {sym.name or 'a section'} outside .text is not supported")
+                else:
+                    sym_value = sym["st_value"]
                 off, typ = r["r_offset"], r["r_info_type"]
                 addend = r["r_addend"] if r.is_RELA() else struct.unpack_from("<i", code, off)[0]
-                target = base + sym["st_value"] + addend
+                target = base + sym_value + addend
                 if typ in _PCREL:
                     val = (target - (base + off)) & 0xFFFFFFFF
                 elif typ in (1, 10, 11) and not (arch == "x86_64" and typ == 1):
@@ -421,10 +615,35 @@ class CallResult:
     ret_words: tuple = () # the first two result registers after return (C: low, high half)
 
 
-def _machine(arch: str, code_base: int):
+# One emulator machine per convention, reused for every call (a unicorn engine costs far more to create than a
+# call costs to run; chapter 2a alone makes hundreds of calls). _machine() hands it out clean, see below.
+_POOL: dict[str, object] = {}
+_POOL_LOADED: dict[str, list[tuple[int, int]]] = {}   # convention -> code ranges written by the last call
+
+
+@contextlib.contextmanager
+def _machine(c: Convention, text: LoadedText):
+    """The convention's machine, with nothing left of the previous call: CPU state reset (registers, flags,
+    translated code), previously loaded code and the whole stack zeroed, ``text`` and the ``hlt`` sentinel at
+    RETURN_ADDR loaded, and every address hook the caller adds (through ``hook``) removed again on exit."""
     from helpers.emu import Machine
-    return Machine(arch, code_base=code_base, stack_base=STACK_TOP - STACK_SIZE, stack_size=STACK_SIZE,
-                   data_base=None)
+    m = _POOL.get(c.name)
+    if m is None:
+        m = _POOL[c.name] = Machine(c.arch, code_base=text.base, stack_base=STACK_TOP - STACK_SIZE,
+                                    stack_size=STACK_SIZE, data_base=None)
+    m.reset()
+    for addr, n in _POOL_LOADED.pop(c.name, []):
+        m.write(addr, bytes(n))
+    m.write(STACK_TOP - STACK_SIZE, bytes(STACK_SIZE))
+    m.load(text.code, text.base)
+    m.load(b"\xf4" * 16, RETURN_ADDR)  # hlt: never executed, run() stops on arrival
+    _POOL_LOADED[c.name] = [(text.base, len(text.code))]
+    handles = []
+    try:
+        yield m, lambda addr, cb: handles.append(m.hook_address(addr, cb))
+    finally:
+        for h in handles:
+            m.remove_hook(h)
 
 
 def run_call(text: LoadedText, func: str, conv, args, *, max_insns: int = 100_000,
@@ -440,9 +659,12 @@ def run_call(text: LoadedText, func: str, conv, args, *, max_insns: int = 100_00
         raise ValueError(f"{c.name} is an {c.arch} convention but the object is {text.arch}")
     p = place_arguments(c, args)
     addr, _ = text.function(func)
-    m = _machine(c.arch, text.base)
-    m.load(text.code, text.base)
-    m.load(b"\xf4" * 16, RETURN_ADDR)  # hlt: never executed, run() stops on arrival
+    with _machine(c, text) as (m, hook):
+        return _run_call(m, hook, c, p, addr, func, max_insns, extra_regs)
+
+
+def _run_call(m, hook, c: Convention, p: Placement, addr: int, func: str, max_insns: int,
+              extra_regs: dict | None) -> CallResult:
     w = c.word
     sp0 = STACK_TOP - 0x1000           # room above for Go's spill area and red zone
     for off, v in p.stack().items():   # stack arguments: offsets are from the callee's entry sp
@@ -460,7 +682,7 @@ def run_call(text: LoadedText, func: str, conv, args, *, max_insns: int = 100_00
     def at_entry(machine, _address):
         for r in c.arg_regs:
             seen[r] = machine.regs[r]
-    m.hook_address(addr, at_entry)
+    hook(addr, at_entry)
     out = m.run(start=addr, until=RETURN_ADDR, max_insns=max_insns, timeout=5.0)
     if out.status != "finished":
         raise RuntimeError(f"{func} did not return: {out}")
@@ -553,9 +775,12 @@ def trace_call(text: LoadedText, caller: str, callee: str, conv, *, stack_words:
         raise ValueError(f"{c.name} is an {c.arch} convention but the object is {text.arch}")
     start, _ = text.function(caller)
     target, _ = text.function(callee)
-    m = _machine(c.arch, text.base)
-    m.load(text.code, text.base)
-    m.load(b"\xf4" * 16, RETURN_ADDR)
+    with _machine(c, text) as (m, hook):
+        return _trace_call(m, hook, c, start, target, caller, callee, stack_words, max_insns)
+
+
+def _trace_call(m, hook, c: Convention, start: int, target: int, caller: str, callee: str, stack_words: int,
+                max_insns: int) -> dict:
     w = c.word
     sp = STACK_TOP - 0x1000
     m.write(sp, RETURN_ADDR.to_bytes(w, "little"))
@@ -567,7 +792,7 @@ def trace_call(text: LoadedText, caller: str, callee: str, conv, *, stack_words:
             s = machine.regs[c.sp]
             seen["regs"] = {r: machine.regs[r] for r in (("eax", "edx", "ecx") if w == 4 else c.arg_regs)}
             seen["stack"] = [int.from_bytes(machine.read(s + w * (k + 1), w), "little") for k in range(stack_words)]
-    m.hook_address(target, at_callee)
+    hook(target, at_callee)
     out = m.run(start=start, until=RETURN_ADDR, max_insns=max_insns, timeout=5.0)
     if out.status != "finished" or not seen:
         raise RuntimeError(f"{caller} did not call {callee} and return: {out}")
@@ -659,6 +884,61 @@ def _compiled_calls(name: str, compiler: str) -> dict:
             lines.append(f"+{i.address - addr:#04x}  {text}")
         out[n] = CompiledCall(c.name, n, tool, " ".join(b.command), "\n".join(lines))
     return out
+
+
+def predicted_locations(conv, nargs: int) -> list[str]:
+    """Where :func:`place_arguments` puts :func:`canonical_args` ``(nargs)``: ``"%eax"``, ``"4(%esp)"``, ..."""
+    c = convention(conv)
+    return [s.where.replace("(%sp)", f"(%{c.sp})") for s in place_arguments(c, canonical_args(nargs)).slots]
+
+
+GO_FAKE_G = STACK_TOP - STACK_SIZE   # a zeroed g for Go callers: stackguard0 = 0, so the prologue check passes
+
+
+def observed_arguments(conv, nargs: int, compiler: str = "zig") -> list[str]:
+    """Where the real compiler's caller put each argument: run ``call_<n>`` (C) or ``main.Call<n>`` (Go) of
+    :func:`callers_source`, compiled, in the emulator; at the callee's first instruction find each of the
+    :func:`canonical_args` constants among the registers and the stack slots. Returns one location per
+    argument, as :meth:`Placement.where` spells it (``"%eax"``, ``"4(%esp)"``), or ``"?"`` if not found."""
+    from helpers import toolchain
+    c = convention(conv)
+    if not isinstance(nargs, int) or isinstance(nargs, bool) or not 0 <= nargs <= WIDGET_MAX_ARGS:
+        raise ValueError(f"nargs must be an integer from 0 to {WIDGET_MAX_ARGS}, got {nargs!r}")
+    if c.attribute == "Go":
+        caller, callee = f"main.Call{nargs}", f"main.F{nargs}"
+        text = load_functions(toolchain.go_build(callers_source(c)).path, [caller, callee])
+        extra = {"r14": GO_FAKE_G}
+    else:
+        caller, callee = f"call_{nargs}", f"f{nargs}"
+        text = load_object(toolchain.cc(callers_source(c), **compile_flags(c, compiler)).path,
+                           stubs=tuple(f"f{k}" for k in range(WIDGET_MAX_ARGS + 1)))
+        extra = {}
+    start, _ = text.function(caller)
+    target, _ = text.function(callee)
+    w, seen = c.word, {}
+    names = (("eax", "ebx", "ecx", "edx", "esi", "edi") if w == 4 else
+             ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11"))
+
+    def at_callee(machine, _address):
+        if not seen:
+            sp = machine.regs[c.sp]
+            seen["regs"] = {r: machine.regs[r] for r in names}
+            seen["stack"] = {w * k: int.from_bytes(machine.read(sp + w * k, w), "little") for k in range(1, 12)}
+            machine.stop("reached the callee")   # what the callee does next is not the question
+    with _machine(c, text) as (m, hook):
+        sp = STACK_TOP - 0x1000
+        m.write(sp, RETURN_ADDR.to_bytes(w, "little"))
+        m.regs.update({c.sp: sp, **extra})
+        hook(target, at_callee)
+        out = m.run(start=start, until=RETURN_ADDR, max_insns=100_000, timeout=5.0)
+    if not seen:
+        raise RuntimeError(f"{caller} did not call {callee}: {out}")
+    where = []
+    for v in canonical_args(nargs):
+        reg = next((r for r, x in seen["regs"].items() if x == v), None)
+        off = next((o for o, x in seen["stack"].items() if x == v), None)
+        where.append(f"%{reg}" if reg else f"{off}(%{c.sp})" if off is not None else "?")
+    return where
 
 
 def agreement(conv, compiler: str = "zig", trials: int = 5, seed: int = 2) -> int:

@@ -5,6 +5,8 @@ the host has it); Go's come from one ``go build``. hypothesis then draws argumen
 :func:`place_arguments` decides where they go, the emulator runs the real callee, and the callee's result
 (a weighted sum that notices any misplaced argument) and the stack it leaves must match.
 """
+import os
+
 import pytest
 from elftools.elf.elffile import ELFFile
 from hypothesis import given, settings, strategies as st
@@ -185,3 +187,131 @@ def test_patchable_entry_is_nops_only_with_the_flag():
     assert len(entry) == 5 and all(i.mnemonic.startswith("nop") for i in disassemble(entry))
     plain = abi.load_object(toolchain.cc(abi.callee_source("sysv-x86_64", 4), **abi.compile_flags("sysv-x86_64", "zig")).path)
     assert not disassemble(plain.function("f3")[1])[0].mnemonic.startswith("nop")
+
+
+# ---- one emulator machine per convention (issue 13) ---------------------------------------------------------
+def test_machines_are_reused_one_per_convention(monkeypatch):
+    from helpers import emu
+    made = []
+    real = emu.Machine.__init__
+
+    def counting(self, *a, **k):
+        made.append(a[0] if a else k.get("arch"))
+        real(self, *a, **k)
+    monkeypatch.setattr(emu.Machine, "__init__", counting)
+    monkeypatch.setattr(abi, "_POOL", {})
+    monkeypatch.setattr(abi, "_POOL_LOADED", {})
+    for name in abi.C_CONVENTIONS:
+        assert abi.agreement(name, "zig", trials=2) == abi.CALLEE_ARGS * 2
+    assert len(made) == len(abi.C_CONVENTIONS)
+
+
+def test_a_reused_machine_keeps_nothing_from_the_previous_call(c_callees):
+    text = c_callees[("regparm(3)", "zig")]
+    first = abi.trace_call(abi.load_object(toolchain.cc(
+        "__attribute__((regparm(3), noinline)) int g(int a, int b, int c) { return a - b + c; }\n"
+        "int h(void) { return g(7, 2, 1); }\n", **abi.compile_flags("regparm(3)", "zig")).path),
+        "h", "g", "regparm(3)")
+    assert first["regs"] == {"eax": 7, "edx": 2, "ecx": 1}
+    # the hook trace_call installed is gone, the old code is zeroed, registers and stack start clean
+    r = abi.run_call(text, "f2", "regparm(3)", [5, 9])
+    assert r.value == abi.expected([5, 9], abi.convention("regparm(3)")) and r.entry_regs["ecx"] == 0
+    assert abi.run_call(text, "f0", "regparm(3)", []).value == abi.expected([], abi.convention("regparm(3)"))
+
+
+# ---- where the real callers put the arguments -----------------------------------------------------------------
+@pytest.mark.parametrize("name", list(abi.CONVENTIONS))
+def test_observed_arguments_match_the_table_for_every_count(name):
+    for n in range(abi.WIDGET_MAX_ARGS + 1):
+        assert abi.observed_arguments(name, n) == abi.predicted_locations(name, n), (name, n)
+
+
+@pytest.mark.parametrize("bad", [-1, 9, 2.0, None, True])
+def test_observed_arguments_rejects_bad_counts(bad):
+    with pytest.raises(ValueError):
+        abi.observed_arguments("cdecl", bad)
+
+
+def test_load_object_stubs_resolve_external_calls():
+    b = toolchain.cc("int ext(int);\nint f(int x) { return ext(x) + 1; }\n", **abi.compile_flags("cdecl", "zig"))
+    with pytest.raises(ValueError, match="ext"):
+        abi.load_object(b.path)
+    text = abi.load_object(b.path, stubs=("ext",))
+    addr, size = text.functions["ext"]
+    assert size == 1 and text.code[addr - text.base] == 0xC3
+
+
+# ---- ftrace: -pg -mfentry under every convention --------------------------------------------------------------
+@pytest.mark.parametrize("name", ["cdecl", "regparm(3)", "fastcall", "sysv-x86_64"])
+@pytest.mark.parametrize("comp", COMPILERS)
+def test_every_function_begins_with_call_fentry(name, comp):
+    sites = abi.fentry_sites(name, comp)
+    assert set(sites) == {f"f{n}" for n in range(5)}
+    assert all(s.raw[:1] == b"\xe8" and s.target == "__fentry__" for s in sites.values())
+    assert all(s.recorded for s in sites.values()) == (comp == "gcc")
+
+
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=3, max_size=3))
+@settings(max_examples=10, deadline=None)
+def test_the_tracer_sees_the_arguments_and_the_nop_changes_nothing(args):
+    for name in ("cdecl", "regparm(3)"):
+        c = abi.convention(name)
+        traced = abi.ftrace_call(name, "zig", "f3", args)
+        quiet = abi.ftrace_call(name, "zig", "f3", args, nop=abi.SDM_NOP5)
+        assert traced["value"] == quiet["value"] == abi.expected(args, c) and quiet["tracer"] is None
+        t = traced["tracer"]
+        assert ([t["regs"][r] for r in c.arg_regs] if c.arg_regs else t["stack"][2:5]) == args
+
+
+def test_ftrace_rejects_bad_input():
+    with pytest.raises(ValueError):
+        abi.ftrace_build("go-abiinternal", "zig")
+    with pytest.raises(ValueError):
+        abi.ftrace_build("cdecl", "tcc")
+    with pytest.raises(ValueError):
+        abi.ftrace_call("cdecl", "zig", "f3", [1, 2, 3], nop=b"\x90")
+
+
+NOPS_H = """#ifndef CONFIG_64BIT
+#define BYTES_NOP1	0x90
+#define BYTES_NOP4	0x8d,0x74,0x26,0x00
+#define BYTES_NOP5	0x3e,BYTES_NOP4
+#else
+#define BYTES_NOP4	0x0f,0x1f,0x40,0x00
+#define BYTES_NOP5	0x0f,0x1f,0x44,0x00,0x00 /* nopl 0(%rax,%rax,1) */
+#endif /* CONFIG_64BIT */
+"""
+
+
+def test_kernel_nop5_from_a_header_text():
+    assert abi.kernel_nop5("x86_32", NOPS_H) == bytes.fromhex("3e8d742600")
+    assert abi.kernel_nop5("x86_64", NOPS_H) == abi.SDM_NOP5
+    for arch in ("x86_32", "x86_64"):
+        assert all(i.mnemonic.startswith(("nop", "lea")) for i in disassemble(abi.kernel_nop5(arch, NOPS_H), arch=arch))
+    with pytest.raises(ValueError):
+        abi.kernel_nop5("x86_64", "#define BYTES_NOP5 0x90\n")
+    with pytest.raises(ValueError):
+        abi.kernel_nop5("arm64", NOPS_H)
+
+
+def test_kernel_header_readers_on_synthetic_text():
+    wrapper = ("#define __SYS_STUBx(abi, name, ...)\t\\\n\tlong __##abi##_##name(const struct pt_regs *regs);\t\\\n"
+               "\t{ return 0; }\n#define __X64_SYS_STUBx(x, name, ...)\t\\\n\t__SYS_STUBx(x64, sys##name, x)\n"
+               "#define __IA32_SYS_STUBx(x, name, ...)\t\\\n\t__SYS_STUBx(ia32, sys##name, x)\n")
+    assert abi.syscall_stub_prototypes(wrapper) == {"ia32": "long __ia32_sys<name>(const struct pt_regs *regs)",
+                                                    "x64": "long __x64_sys<name>(const struct pt_regs *regs)"}
+    with pytest.raises(ValueError):
+        abi.syscall_stub_prototypes("#define X 1\n")
+    new = "#define ftrace_regs_set_instruction_pointer(fregs, _ip)\t\\\n\tdo { arch_ftrace_regs(fregs)->regs.ip = (_ip); } while (0)\n"
+    assert abi.ip_setter(new).endswith("regs.ip = (_ip)")
+    with pytest.raises(ValueError):
+        abi.ip_setter("#define klp_arch_set_pc(regs, ip) regs->ip = ip\n")
+
+
+@pytest.mark.skipif(abi.kernel_header(abi.NOPS_H) is None and os.environ.get("BOOK_REQUIRE_VM") != "1",
+                    reason="needs Debian's linux-headers (.ci/run installs them and sets BOOK_REQUIRE_VM=1)")
+def test_installed_kernel_headers():
+    assert abi.kernel_nop5("x86_64") == abi.SDM_NOP5
+    stubs = abi.syscall_stub_prototypes(abi.kernel_header("arch/x86/include/asm/syscall_wrapper.h").read_text())
+    assert set(stubs) >= {"x64", "ia32"}
+    assert abi.ip_setter(abi.kernel_header("arch/x86/include/asm/ftrace.h").read_text()).endswith("regs.ip = (_ip)")
