@@ -94,3 +94,38 @@ def draw_mcall(facts: dict, figsize=(9, 3.6)):
         ax.text(0.3, 5.4, r14, fontsize=8, family="monospace")
         ax.text(0.3, 4.9, "TLS g = " + ("g0" if on_g0 else "g"), fontsize=8, family="monospace")
     return fig
+
+
+STACK = "#ffd8a8"    # an argument in a stack slot
+
+
+def draw_argument_map(locations: dict, title: str | None = None, figsize=(7.2, 3.0)):
+    """One row per convention, one column per argument (numbered from 1): the register or stack slot where the
+    argument was found at the callee's first instruction (``locations``: {convention: ["%eax", "4(%esp)", ...]},
+    from :func:`helpers.abi.observed_arguments`). Registers blue, stack slots orange."""
+    if not locations or not all(isinstance(v, (list, tuple)) for v in locations.values()):
+        raise ValueError("locations must map each convention to its list of argument locations")
+    n = max(len(v) for v in locations.values())
+    fig = new_figure(figsize)
+    ax = fig.add_subplot(1, 1, 1)
+    rows = list(locations)
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    for y, conv in enumerate(rows):
+        for x, where in enumerate(locations[conv]):
+            colour = ARG if where.startswith("%") else STACK if "(%" in where else FREE
+            ax.add_patch(Rectangle((x - 0.47, y - 0.42), 0.94, 0.84, facecolor=colour, edgecolor="#444", linewidth=0.6))
+            ax.text(x, y, where, ha="center", va="center", fontsize=7, family="monospace")
+    ax.set_xticks(range(n), [f"arg {k + 1}" for k in range(n)], fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8, family="monospace")
+    ax.tick_params(length=0)
+    ax.xaxis.set_ticks_position("top")
+    for side in ax.spines.values():
+        side.set_visible(False)
+    handles = [Rectangle((0, 0), 1, 1, facecolor=ARG, edgecolor="#444"),
+               Rectangle((0, 0), 1, 1, facecolor=STACK, edgecolor="#444")]
+    fig.legend(handles, ["register", "stack slot (offset from the callee's entry stack pointer)"],
+               loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
