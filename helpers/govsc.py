@@ -59,6 +59,28 @@ func main() {
 }
 '''
 
+# What the compiler does insist on. The spec ("Variable declarations") lets an implementation reject a variable
+# that is declared and never used, and gc does; "Assignment statements" requires the counts on both sides to match,
+# so a call that returns (T, error) cannot be assigned to one name. Both programs must fail to compile.
+GO_UNUSED_ERR = '''package main
+
+import "os"
+
+func main() {
+	f, err := os.Open("/nonexistent/file")
+	_ = f
+}
+'''
+GO_HALF_ASSIGNED = '''package main
+
+import "os"
+
+func main() {
+	f := os.Open("/nonexistent/file")
+	_ = f
+}
+'''
+
 # Goroutine stacks: how much stack a new goroutine used before its first stack copy (runtime/stack.go:
 # copystack moves the frames and adjusts pointers into the stack, but not integers, so the pointer `top` and
 # the integer `orig` disagree from the first copy on).
@@ -390,6 +412,23 @@ def vet(source: str = GO_IGNORED_ERROR) -> VetResult:
     return VetResult(True, out, p.returncode, (p.stdout + p.stderr).strip())
 
 
+def compile_errors(source: str) -> list[str]:
+    """The error lines ``go build`` prints for ``source`` (a ``main.go``), ``[]`` if it compiles.
+
+    Runs in a scratch module under the build cache; paths in the messages are relative (``./main.go:6:5: ...``).
+    """
+    if not isinstance(source, str):
+        raise ValueError(f"source must be Go source text, got {type(source).__name__}")
+    work = toolchain.CACHE_DIR / "compile-errors" / toolchain._digest(source)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "main.go").write_text(source)
+    (work / "go.mod").write_text("module example\n\ngo 1.27\n")
+    p = toolchain.go("build", "-o", os.devnull, ".", cwd=work, timeout=BUILD_TIMEOUT)
+    if p.returncode == 0:
+        return []
+    return [l for l in (p.stderr + p.stdout).splitlines() if l.strip() and not l.startswith("#")]
+
+
 def vet_analyzers() -> list[str]:
     """Names of the analyzers ``go vet`` runs (from ``go tool vet help``)."""
     p = toolchain.go("tool", "vet", "help", timeout=60)
@@ -520,6 +559,80 @@ def thread_default_stacks() -> dict[str, int]:
         b = toolchain.cc(C_THREAD_STACK, compiler="gcc", output="exe", flags=("-O2", "-pthread"), timeout=BUILD_TIMEOUT)
         out["glibc"] = int(toolchain.run([b.path], timeout=30, check=True).stdout)
     return out
+
+
+MUSL_PTHREAD_IMPL = "lib/libc/musl/src/internal/pthread_impl.h"   # musl as zig ships it (the libc zig cc links)
+MUSL_INIT_TLS = "lib/libc/musl/src/env/__init_tls.c"
+
+
+def zig_lib_dir() -> Path:
+    """The pinned ziglang package's ``lib/`` parent (it carries the musl sources that ``zig cc`` builds)."""
+    return Path(toolchain.require("zig").argv[0]).resolve().parent
+
+
+def musl_stack_rule(zig_dir: Path | None = None) -> dict[str, int | str]:
+    """musl's default thread stack rule, read from the musl source that the pinned zig ships.
+
+    ``DEFAULT_STACK_SIZE`` is musl's own default (128 KiB); at start-up ``static_init_tls`` raises it to a static
+    program's ``PT_GNU_STACK`` ``p_memsz`` when that is larger, capped at ``DEFAULT_STACK_MAX``. Returns both
+    constants and the source lines of the rule; raises ValueError if the pinned source no longer says so.
+    """
+    root = Path(zig_dir) if zig_dir else zig_lib_dir()
+    header, init = (root / MUSL_PTHREAD_IMPL).read_text(), (root / MUSL_INIT_TLS).read_text()
+    consts = {}
+    for name in ("DEFAULT_STACK_SIZE", "DEFAULT_STACK_MAX"):
+        m = re.search(rf"^#define {name} (.+)$", header, re.M)
+        if not m:
+            raise ValueError(f"{MUSL_PTHREAD_IMPL} does not define {name}")
+        consts[name] = _eval(m.group(1).strip(), {})
+    m = re.search(r"if \(phdr->p_type == PT_GNU_STACK &&.*?;", init, re.S)
+    if not m or "DEFAULT_STACK_MAX" not in m.group(0) or "__default_stacksize" not in m.group(0):
+        raise ValueError(f"{MUSL_INIT_TLS} no longer raises the default stack from PT_GNU_STACK")
+    return {**consts, "rule": " ".join(m.group(0).split())}
+
+
+def musl_default_stack(gnu_stack_memsz: int | None, rule: dict) -> int:
+    """What musl's rule gives for a static program whose ``PT_GNU_STACK`` has ``p_memsz`` (None: no header)."""
+    size = rule["DEFAULT_STACK_SIZE"]
+    if gnu_stack_memsz is not None and gnu_stack_memsz > size:
+        size = min(gnu_stack_memsz, rule["DEFAULT_STACK_MAX"])
+    return size
+
+
+def gnu_stack_size(path) -> int | None:
+    """``p_memsz`` of the ``PT_GNU_STACK`` program header (pyelftools), or None if there is none."""
+    with open(path, "rb") as fh:
+        for seg in ELFFile(fh).iter_segments():
+            if seg["p_type"] == "PT_GNU_STACK":
+                return seg["p_memsz"]
+    return None
+
+
+def readelf_gnu_stack(path) -> str | None:
+    """The ``GNU_STACK`` line of ``readelf -lW``, or None where binutils' readelf is not installed."""
+    if not toolchain.have("readelf"):
+        return None
+    out = toolchain.run([*toolchain.require("readelf").argv, "-lW", str(path)], timeout=30, check=True).stdout
+    return next((" ".join(l.split()) for l in out.splitlines() if l.split()[:1] == ["GNU_STACK"]), None)
+
+
+def musl_thread_stacks(stack_sizes=(None, 256 << 10, 64 << 10, 32 << 20)) -> list[dict]:
+    """Link the default-stack probe with zig cc (static musl) once per ``-z stack-size`` (None: zig's default).
+
+    Each row: the link flag, ``PT_GNU_STACK`` ``p_memsz`` read back with pyelftools, readelf's line (or None),
+    and the default stack size the program itself reports at run time.
+    """
+    rows = []
+    for size in stack_sizes:
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= 1 << 32):
+            raise ValueError(f"stack size must be a positive byte count up to 4 GiB, got {size!r}")
+        extra = () if size is None else (f"-Wl,-z,stack-size={size}",)
+        b = toolchain.cc(C_THREAD_STACK, compiler="zig", target="x86_64-linux-musl", output="exe",
+                         flags=("-O2", "-static", *extra), timeout=BUILD_TIMEOUT)
+        rows.append({"link": extra[0] if extra else "(zig's default)", "gnu_stack": gnu_stack_size(b.path),
+                     "readelf": readelf_gnu_stack(b.path),
+                     "runtime": int(toolchain.run([b.path], timeout=30, check=True).stdout)})
+    return rows
 
 
 def creation_cost(n: int = 2000, rounds: int = 5) -> dict[str, float]:

@@ -131,3 +131,61 @@ def test_runtime_syscalls_rejects_non_elf(tmp_path):
     (tmp_path / "x").write_bytes(b"not an elf")
     with pytest.raises(ElfError):
         govsc.runtime_syscalls(tmp_path / "x")
+
+
+# ---- chapter 1: what the compiler insists on, and who sets a thread's stack --------------------------------------
+def test_unused_err_and_half_assignment_do_not_compile():
+    assert govsc.compile_errors(govsc.GO_UNUSED_ERR) == ["./main.go:6:5: declared and not used: err"]
+    assert "assignment mismatch" in govsc.compile_errors(govsc.GO_HALF_ASSIGNED)[0]
+    assert govsc.compile_errors(govsc.GO_IGNORED_ERROR) == []
+    with pytest.raises(ValueError):
+        govsc.compile_errors(None)
+
+
+def _fake_zig(tmp_path, header: str, init: str):
+    (tmp_path / "lib/libc/musl/src/internal").mkdir(parents=True)
+    (tmp_path / "lib/libc/musl/src/env").mkdir(parents=True)
+    (tmp_path / govsc.MUSL_PTHREAD_IMPL).write_text(header)
+    (tmp_path / govsc.MUSL_INIT_TLS).write_text(init)
+    return tmp_path
+
+
+RULE = ("\t\tif (phdr->p_type == PT_GNU_STACK &&\n\t\t    phdr->p_memsz > __default_stacksize)\n"
+        "\t\t\t__default_stacksize =\n\t\t\t\tphdr->p_memsz < DEFAULT_STACK_MAX ?\n"
+        "\t\t\t\tphdr->p_memsz : DEFAULT_STACK_MAX;\n")
+
+
+def test_musl_stack_rule_from_a_synthetic_tree(tmp_path):
+    root = _fake_zig(tmp_path, "#define DEFAULT_STACK_SIZE 131072\n#define DEFAULT_STACK_MAX (8<<20)\n", RULE)
+    r = govsc.musl_stack_rule(root)
+    assert (r["DEFAULT_STACK_SIZE"], r["DEFAULT_STACK_MAX"]) == (128 << 10, 8 << 20) and "PT_GNU_STACK" in r["rule"]
+
+
+def test_musl_stack_rule_refuses_a_source_that_changed(tmp_path):
+    root = _fake_zig(tmp_path, "#define DEFAULT_STACK_SIZE 131072\n#define DEFAULT_STACK_MAX (8<<20)\n", "/* gone */\n")
+    with pytest.raises(ValueError):
+        govsc.musl_stack_rule(root)
+
+
+@given(st.one_of(st.none(), st.integers(0, 1 << 34)))
+def test_musl_default_stack_is_clamped(memsz):
+    rule = {"DEFAULT_STACK_SIZE": 128 << 10, "DEFAULT_STACK_MAX": 8 << 20}
+    size = govsc.musl_default_stack(memsz, rule)
+    assert 128 << 10 <= size <= 8 << 20
+    assert size == (min(max(memsz, 128 << 10), 8 << 20) if memsz is not None else 128 << 10)
+
+
+def test_pinned_musl_rule_predicts_every_link():
+    rule = govsc.musl_stack_rule()
+    rows = govsc.musl_thread_stacks((None, 512 << 10, 16 << 10))
+    assert [r["runtime"] for r in rows] == [govsc.musl_default_stack(r["gnu_stack"], rule) for r in rows]
+    assert rows[0]["gnu_stack"] == 16 << 20 and rows[1]["runtime"] == 512 << 10 and rows[2]["runtime"] == 128 << 10
+    for r in rows:
+        if r["readelf"] is not None:
+            assert int(r["readelf"].split()[5], 16) == r["gnu_stack"]
+
+
+@pytest.mark.parametrize("bad", [0, -4096, 2.5, True, 1 << 40])
+def test_musl_thread_stacks_rejects_bad_sizes(bad):
+    with pytest.raises(ValueError):
+        govsc.musl_thread_stacks((bad,))
