@@ -204,6 +204,105 @@ func main() {
 }
 '''
 
+# A goroutine blocked in a system call, observed from another goroutine on the one P (GOMAXPROCS=1). The sleeper
+# calls syscall.Syscall(SYS_READ) on an empty pipe (Syscall, unlike RawSyscall, goes through entersyscall) and
+# stays in the kernel until main writes. main can only run again if sysmon's retake takes the P away from the
+# sleeper's M (proc.go: retake -> setBlockOnExitSyscall -> takeP -> handoffp). main then reads the sleeper's g and
+# m through their addresses, at the field offsets the Python side passes in from this binary's own DWARF.
+SYSCALL_GO = r'''package main
+
+import (
+	"encoding/json"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// getg returns the running goroutine's g pointer (getg_amd64.s: the TLS slot the runtime keeps it in).
+func getg() uintptr
+
+func off(name string) uintptr {
+	v, err := strconv.Atoi(os.Getenv(name))
+	if err != nil {
+		panic("missing offset " + name)
+	}
+	return uintptr(v)
+}
+
+func u64(addr uintptr) uint64 { return *(*uint64)(unsafe.Pointer(addr)) }
+func u32(addr uintptr) uint32 { return atomic.LoadUint32((*uint32)(unsafe.Pointer(addr))) }
+
+const gscan = 0x1000 // runtime2.go: _Gscan, the bit sysmon holds briefly while it inspects a goroutine
+
+func main() {
+	gStatus, gGuard, gM := off("G_ATOMICSTATUS"), off("G_STACKGUARD0"), off("G_M")
+	mLocks, mP, mOldP := off("M_LOCKS"), off("M_P"), off("M_OLDP")
+	gsyscall := uint32(off("GSYSCALL"))
+	var fds [2]int
+	if err := syscall.Pipe(fds[:]); err != nil {
+		panic(err)
+	}
+	var sleeper atomic.Uintptr
+	done := make(chan struct{})
+	go func() {
+		sleeper.Store(getg())
+		var b [1]byte
+		syscall.Syscall(syscall.SYS_READ, uintptr(fds[0]), uintptr(unsafe.Pointer(&b[0])), 1)
+		close(done)
+	}()
+	t0 := time.Now()
+	for sleeper.Load() == 0 || u32(sleeper.Load()+gStatus)&^gscan != gsyscall {
+		if time.Since(t0) > 5*time.Second {
+			panic("the sleeper never entered its system call")
+		}
+		runtime.Gosched()
+	}
+	resumedUs := time.Since(t0).Microseconds()
+	work := 0 // main now runs Go code on the only P while the sleeper is still in the kernel
+	for t := time.Now(); time.Since(t) < 20*time.Millisecond; {
+		work++
+	}
+	sg := sleeper.Load()
+	sm := uintptr(u64(sg + gM))
+	me := uintptr(u64(getg() + gM))
+	buf := make([]byte, 1<<16)
+	var states []string
+	for _, block := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		states = append(states, strings.SplitN(block, "\n", 2)[0])
+	}
+	r := map[string]any{
+		"status": u32(sg+gStatus) &^ gscan, "stackguard0": u64(sg + gGuard), "m_locks": int32(u32(sm + mLocks)),
+		"m_p": u64(sm + mP), "m_oldp": u64(sm + mOldP), "main_p": u64(me + mP), "same_m": sm == me,
+		"goroutines": states, "main_loops": work, "resumed_us": resumedUs,
+	}
+	syscall.Write(fds[1], []byte{1})
+	select {
+	case <-done:
+		r["sleeper_returned"] = true
+	case <-time.After(5 * time.Second):
+		r["sleeper_returned"] = false
+	}
+	out, _ := json.Marshal(r)
+	os.Stdout.Write(append(out, '\n'))
+}
+'''
+GETG_S = '''#include "textflag.h"
+
+// func getg() uintptr
+TEXT ·getg(SB), NOSPLIT, $0-8
+	MOVQ (TLS), AX
+	MOVQ AX, ret+0(FP)
+	RET
+'''
+G_FIELDS = {"G_ATOMICSTATUS": ("runtime.g", "atomicstatus"), "G_STACKGUARD0": ("runtime.g", "stackguard0"),
+            "G_M": ("runtime.g", "m"), "M_LOCKS": ("runtime.m", "locks"), "M_P": ("runtime.m", "p"),
+            "M_OLDP": ("runtime.m", "oldp")}
+
 
 class ExperimentError(RuntimeError):
     """An experiment could not run (build failed, bad output). The message is one line."""
@@ -468,3 +567,95 @@ def model_lateness(duration_ms: float = 600.0, sleep_ms: float = 1.0, force_pree
                 deadline = stop + sleep
             schedtick += 1  # the spinner is rescheduled: a new schedtick, a new time slice
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# A goroutine in a system call: reentersyscall read as a sequence, and the same state observed natively
+# --------------------------------------------------------------------------------------------------
+def top_level_statements(func_source: str) -> list[str]:
+    """The statements directly in a Go function's body, in order, comments dropped and each compound
+    statement (``if ... {``, ``for ... {``) given by its head, e.g. ``["gp := getg()", "gp.m.locks++", ...]``.
+
+    A small brace-depth scanner over the gofmt'ed source the pinned tree ships: enough for runtime
+    functions, which keep one statement per line. Raises ValueError if the text is not a ``func`` with a body.
+    """
+    lines = func_source.splitlines()
+    if not lines or not lines[0].startswith("func ") or not lines[0].rstrip().endswith("{"):
+        raise ValueError("not a Go function: the first line must be `func ... {`")
+    out, depth = [], 1
+    for raw in lines[1:]:
+        code = re.sub(r'"(?:\\.|[^"\\])*"', '""', raw)          # braces inside strings do not count
+        code = code.split("//", 1)[0].strip()
+        if not code:
+            continue
+        if depth == 1 and not code.startswith("}"):
+            out.append(raw.split("//", 1)[0].strip())
+        depth += code.count("{") - code.count("}")
+        if depth <= 0:
+            break
+    if depth > 0:
+        raise ValueError("unbalanced braces: the function body does not close")
+    return out
+
+
+def reentersyscall_sequence() -> list[str]:
+    """``reentersyscall``'s top-level statements in the pinned ``runtime/proc.go``."""
+    return top_level_statements(go_func("runtime/proc.go", "reentersyscall"))
+
+
+def stack_preempt() -> int:
+    """``stackPreempt`` for a 64-bit target, evaluated from its definition in the pinned ``runtime/stack.go``."""
+    expr = go_const("runtime/stack.go", "stackPreempt")
+    m = re.fullmatch(r"uintptrMask & (-?\d+)", expr)
+    if m is None:
+        raise ExperimentError(f"stackPreempt is now defined as {expr!r}; update the evaluator")
+    return ((1 << 64) - 1) & int(m.group(1))
+
+
+@dataclass
+class SyscallObservation:
+    """What main saw of a goroutine blocked in ``read(2)`` through ``syscall.Syscall``, on one P."""
+    status: int            # g.atomicstatus (scan bit cleared), read after main has worked for 20 ms
+    stackguard0: int
+    m_locks: int           # the sleeper's m.locks while it sits in the kernel
+    m_p: int               # the sleeper's m.p (0: its P was taken)
+    m_oldp: int            # the P reentersyscall recorded (exitsyscall tries it first)
+    main_p: int            # the P main runs on
+    same_m: bool           # main on the sleeper's thread? (never: that thread is in the kernel)
+    goroutines: list[str]  # runtime.Stack(all) headers, e.g. "goroutine 18 [syscall]:"
+    main_loops: int        # work main did while the sleeper was blocked
+    sleeper_returned: bool
+    resumed_us: int        # how long main waited for the P (varies from run to run)
+
+
+def observe_syscall(timeout: float = RUN_TIMEOUT) -> SyscallObservation:
+    """Build SYSCALL_GO, read its own DWARF for the g/m field offsets, run it on GOMAXPROCS=1 and parse its line."""
+    from helpers.goelf import GoBinary
+
+    b = toolchain.go_build({"main.go": SYSCALL_GO, "getg_amd64.s": GETG_S})
+    binary = GoBinary(b.path)
+    env = {k: str(binary.struct(s)[f]) for k, (s, f) in G_FIELDS.items()}
+    env["GSYSCALL"] = str(gstatus_values()["_Gsyscall"])
+    try:
+        p = toolchain.run([b.path], timeout=timeout, env={**env, "GOMAXPROCS": "1"})
+    except toolchain.ToolchainError:
+        raise ExperimentError(f"the system-call experiment did not finish within {timeout:g} s") from None
+    d = _json_line(p.stdout, p.stderr)
+    return SyscallObservation(**{k: d[k] for k in SyscallObservation.__dataclass_fields__})
+
+
+def gstatus_values() -> dict[str, int]:
+    """The goroutine states of the pinned ``runtime/runtime2.go`` with their values: the ``_Gidle = iota`` block,
+    one name per line (comments skipped), numbered from 0 in order."""
+    text = go_source("runtime/runtime2.go")
+    start = text.find("_Gidle = iota")
+    if start < 0:
+        raise ExperimentError("runtime/runtime2.go has no `_Gidle = iota` block")
+    names = []
+    for line in text[start:].splitlines():
+        code = line.split("//", 1)[0].strip()
+        if code == ")" or "=" in code and not code.startswith("_Gidle"):
+            break
+        if code:
+            names.append(code.split()[0])
+    return {n: k for k, n in enumerate(names)}

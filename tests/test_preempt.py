@@ -80,3 +80,27 @@ def test_model_lateness_is_two_time_slices_minus_the_sleep():
     assert len(P.model_lateness(600, force_preempt_ms=20)) < len(lat)
     with pytest.raises(ValueError):
         P.model_lateness(-1)
+
+
+# ---- a goroutine in a system call (chapter 2b, C16) -----------------------------------------------------------
+def test_top_level_statements_on_synthetic_source():
+    src = ('func f(x int) {\n\ta := 1 // one\n\tif x > 0 {\n\t\ta++\n\t\ts := "}{"\n\t}\n\t// only a comment\n'
+           '\tfor {\n\t\tbreak\n\t}\n\tg(a)\n}\n')
+    assert P.top_level_statements(src) == ["a := 1", "if x > 0 {", "for {", "g(a)"]
+    with pytest.raises(ValueError):
+        P.top_level_statements("not go")
+    with pytest.raises(ValueError):
+        P.top_level_statements("func f() {\n\tif x {\n")
+
+
+def test_reentersyscall_ends_by_dropping_m_locks():
+    seq = P.reentersyscall_sequence()
+    assert seq[-1] == "gp.m.locks--" and seq.index("gp.m.locks++") < seq.index("gp.stackguard0 = stackPreempt")
+    assert P.stack_preempt() == 0xFFFFFFFFFFFFFADE and P.gstatus_values()["_Gsyscall"] == 3
+
+
+def test_a_goroutine_in_a_syscall_loses_its_p():
+    o = P.observe_syscall()
+    assert o.status == P.gstatus_values()["_Gsyscall"] and o.stackguard0 == P.stack_preempt()
+    assert o.m_locks == 0 and o.m_p == 0 and o.m_oldp == o.main_p != 0 and not o.same_m
+    assert sorted(h.split(" ", 2)[2] for h in o.goroutines) == ["[running]:", "[syscall]:"] and o.sleeper_returned
