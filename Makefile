@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := chapters labs
 
-.PHONY: setup lab test book student execute
+.PHONY: setup lab teach test book student execute
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,17 @@ setup: $(STAMP)
 # Jupyter refuses to run as root (common in containers) unless told; ordinary users never need the flag.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+# JupyterLab serves the repository root (chapters, labs and their links between them) and opens the start page.
+# Readers get .jupyter/reader (no nbgrader, no news pop-up); teachers get nbgrader (.jupyter/teacher).
+LAB := $(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)"
+
 lab: setup
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) chapters/00_start_here.ipynb
+	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter/reader" $(LAB) --LabApp.default_url=/lab/tree/chapters/00_start_here.ipynb
+
+# nbgrader runs `alembic` by name (for its gradebook), so the venv's bin/ goes on PATH; build/ holds the gradebook.
+teach: setup
+	mkdir -p build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter/teacher" $(LAB) --LabApp.default_url=/lab/tree/labs/README.md
 
 # Unit, property and ledger tests and every notebook under strict nbval; then the browser tests in a process of
 # their own (Playwright's sync API leaves an event loop marked running in its thread, which other tests must not see).

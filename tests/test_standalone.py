@@ -1,28 +1,20 @@
 """The repository stands alone (issue 12 §1): the committed tree, copied by ``git archive HEAD`` into an empty
 folder with no neighbours, validates its ledger and executes chapter 5, which reads the ledger. Nothing it needs
 may live outside the repository (no folder beside it, no path from the authors' machines)."""
-import io
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from repo_copy import archive_head
 
 
 @pytest.fixture(scope="module")
 def archived(tmp_path_factory) -> Path:
     """The committed tree, alone in a fresh folder: ``<tmp>/alone/why-not-go`` (``alone`` holds nothing else)."""
-    assert (REPO / ".git").exists(), "this test needs a git checkout of the book (git archive HEAD)"
-    tar = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD"], capture_output=True,
-                         timeout=120, check=True).stdout
-    root = tmp_path_factory.mktemp("alone") / "why-not-go"
-    root.mkdir()
-    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-        t.extractall(root, filter="data")
+    root = archive_head(tmp_path_factory.mktemp("alone"))
     assert [p.name for p in root.parent.iterdir()] == ["why-not-go"]
     return root
 

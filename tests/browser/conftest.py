@@ -72,12 +72,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def lab_server(tmp_path_factory):
-    """JupyterLab on 127.0.0.1, a random port and a token, serving a copy of the book."""
+    """JupyterLab on 127.0.0.1, a random port and a token, serving a copy of the book as `make lab` does (the
+    reader's configuration: no nbgrader, no news pop-up)."""
     base = tmp_path_factory.mktemp("book")
     copy = base / "main"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "test-artifacts", "build", "__pycache__"))
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"), "JUPYTER_RUNTIME_DIR": str(base / "runtime")}
+    env = {**os.environ, "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+           "JUPYTER_CONFIG_PATH": str(copy / ".jupyter" / "reader")}  # what `make lab` gives a reader
     argv = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={copy}", "--LabApp.expose_app_in_browser=True",
             "--LabApp.news_url=", "--ServerApp.port_retries=0", "--allow-root"]

@@ -1,6 +1,7 @@
-"""Chapter 5's ledger as a reader sees it in JupyterLab (issue 12 §5, "Unreadable ledger table"): the committed
-output, opened without running anything (so JupyterLab sanitizes it as an untrusted notebook's output), fits
-the notebook's width at 1400 and at 1000 px, its cells wrap, and each evidence link points at its cell."""
+"""What a reader sees in JupyterLab started as `make lab` starts it (issue 12 §2, §5): no nbgrader menu or
+sidebar and no news pop-up; and chapter 5's ledger ("Unreadable ledger table"): the committed output, opened
+without running anything (so JupyterLab sanitizes it as an untrusted notebook's output), fits the notebook's
+width at 1400 and at 1000 px, its cells wrap, and each evidence link points at its cell."""
 from __future__ import annotations
 
 import pytest
@@ -44,3 +45,15 @@ def test_ledger_table_fits_and_wraps(lab, width, screenshot):
     assert m["overflowing"] == 0, f"{m['overflowing']} cells overflow their column"
     assert m["tallest"] < 900, m["tallest"]             # wrapped, but no cell is a column of single letters
     assert all(h.split("#")[1].startswith("claim-C") for h in m["links"] if "#" in h) and len(m["links"]) >= 50
+
+
+def test_reader_sees_the_book_without_nbgrader_or_news(lab, screenshot):
+    lab.open("chapters/00_start_here.ipynb")
+    page = lab.page
+    page.locator(".lm-MenuBar-itemLabel").first.wait_for()
+    page.wait_for_timeout(3000)                       # the news question, when enabled, appears after start-up
+    menus = page.locator(".lm-MenuBar-itemLabel").all_inner_texts()
+    screenshot(page, "make_lab_reader")
+    assert "File" in menus and not any("nbgrader" in m.lower() for m in menus), menus
+    assert page.get_by_text("Create Assignment").count() == 0
+    assert page.get_by_text("Jupyter news").count() == 0
