@@ -1,6 +1,5 @@
-"""viz.idt: drawings for chapter 3 -- a gate's 128 bits by field, the frame a delivery pushes, and the
-lateness histogram of the preemption experiment. Nothing here computes a fact: the numbers come from
-:mod:`helpers.idt` and :mod:`helpers.preempt`.
+"""viz.idt: drawings for chapter 3a -- a gate's 128 bits by field, and the frame a delivery pushes. Nothing here
+computes a fact: the numbers come from :mod:`helpers.idt`.
 """
 from __future__ import annotations
 
@@ -90,24 +89,4 @@ def draw_frame(delivery, figsize=(6.5, 3.6)):
     faults = ", ".join(f"{f} ({c:#x})" for f, c in delivery.faults) or "none"
     ax.text(0.2, -1.35, f"vector {delivery.delivered}, {delivery.gate.kind} gate, {where}; faults: {faults}",
             fontsize=8, family="monospace")
-    return fig
-
-
-def draw_lateness(runs, bins=None, figsize=(7, 3)):
-    """Histogram of sleep lateness (ms) for each finished run that woke at least once."""
-    fig = new_figure(figsize=figsize)
-    ax = fig.add_subplot()
-    shown = [r for r in runs if r.finished and r.lateness_ms]
-    hi = max((max(r.lateness_ms) for r in shown), default=1.0)
-    bins = bins or [i * max(1.0, hi / 30) for i in range(32)]
-    for r in shown:
-        ax.hist(r.lateness_ms, bins=bins, alpha=0.6, label=f"{r.kind}, GODEBUG={r.godebug or 'default'} (n={r.wakes})")
-    for r in runs:
-        if r.finished and not r.lateness_ms:
-            ax.text(0.98, 0.9, f"{r.kind}, GODEBUG={r.godebug}: the sleeper never woke during {r.spin_ms:.0f} ms",
-                    ha="right", transform=ax.transAxes, fontsize=8, color="#b00020")
-    ax.set_xlabel("how late time.Sleep(1 ms) woke (ms)")
-    ax.set_ylabel("wake-ups")
-    if shown:
-        ax.legend(fontsize=7)
     return fig
