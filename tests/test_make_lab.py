@@ -72,7 +72,7 @@ class Server:
         self.log = open(tmp / f"{target}.log", "w")
         self.proc = subprocess.Popen(argv, cwd=self.repo, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 45
+        deadline = time.monotonic() + 90
         while True:
             try:
                 self.get("/api/status")
@@ -91,7 +91,7 @@ class Server:
 
         req = urllib.request.Request(self.url + path, headers={"Authorization": f"token {self.token}"})
         try:
-            with urllib.request.build_opener(NoRedirect).open(req, timeout=10) as r:
+            with urllib.request.build_opener(NoRedirect).open(req, timeout=90) as r:  # generous: a first formgrader request creates the gradebook
                 return r.status, r.headers, r.read().decode("utf-8", "replace")
         except urllib.error.HTTPError as e:
             return e.code, e.headers, e.read().decode("utf-8", "replace")
