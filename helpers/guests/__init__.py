@@ -1,0 +1,1 @@
+"""Guests for helpers.vm: kernels the book builds and boots on QEMU."""
