@@ -363,9 +363,33 @@ def _gate_at(idt, vector: int):
         return None
 
 
-def _attempt(vector, idt, limit, ext, software, cpl, gdt, tss, rsp):
+# What the model can follow: the Intel SDM, or QEMU 7.2's TCG, which the book's test kernel measured
+# (helpers.guests.idtk, chapter 3a) and which differs from the SDM in three ways:
+#  1. An error code that names an IDT entry: the SDM puts the vector in the index field, bits 15:3, like a
+#     selector (Vol. 3A §6.13 "Error Code": (vector << 3) | IDT | EXT); QEMU 7.2 pushes vector * 16 + 2 in
+#     64-bit mode. QEMU fixed it in January 2023 for 8.0 (commit "i386: Emit correct error code for 64-bit
+#     IDT entry", QEMU issue #1382); Debian 12's QEMU 7.2 does not have the fix.
+#  2. EXT (error code bit 0): the SDM sets it when an external event (a hardware interrupt, or an earlier
+#     exception being delivered) caused the fault; QEMU 7.2 leaves it 0 in 64-bit delivery.
+#  3. RF in the pushed RFLAGS: for any fault-class exception (other than an instruction-breakpoint #DB) the
+#     value pushed for RF is 1 (Vol. 3A §16.3.1.1 "Instruction-Breakpoint Exception Condition" in order
+#     no. 253668-032US; the section of the same name in Vol. 3B of later editions). QEMU 7.2 pushes RF as
+#     it was (0).
+# The default is the SDM, the architecture's definition (and what Intel and AMD hardware documents);
+# "qemu-7.2" reproduces the machine the book can run, so that the cross-check can be exact.
+FOLLOWS = ("sdm", "qemu-7.2")
+# Fault-class exceptions (Intel SDM Vol. 3A Table 6-1, "Type" column): #DE #BR #UD #NM #TS #NP #SS #GP #PF
+# #MF #AC #XM #VE #CP. (#DB is a fault or a trap; #DF and #MC are aborts.)
+FAULT_CLASS = frozenset({0, 5, 6, 7, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21})
+
+
+def _attempt(vector, idt, limit, ext, software, cpl, gdt, tss, rsp, follows="sdm"):
     """One pass through INT n's IA-32e-MODE checks (Intel SDM Vol. 2A). Returns (gate, new_cpl, stack) or raises."""
-    idt_code = (vector << 3) + 2 + ext  # error code: index + IDT bit (bit 1) + EXT (bit 0), SDM Vol. 3A §6.13
+    qemu = follows == "qemu-7.2"
+    if qemu:  # see FOLLOWS: the IDT index times 16, and no EXT bit
+        ext, idt_code, sw_code = 0, (vector << 4) + 2, (vector << 4) + 2
+    else:  # error code: index (bits 15:3) + IDT bit (bit 1) + EXT (bit 0), SDM Vol. 3A §6.13
+        idt_code, sw_code = (vector << 3) + 2 + ext, (vector << 3) + 2
     if vector * 16 + 15 > limit:
         raise _Fault(13, idt_code, f"vector {vector}: entry ends at byte {vector * 16 + 15:#x}, beyond the IDT limit {limit:#x}")
     gate = _gate_at(idt, vector)
@@ -373,7 +397,7 @@ def _attempt(vector, idt, limit, ext, software, cpl, gdt, tss, rsp):
         raise _Fault(13, idt_code, f"vector {vector}: IDT entry is not an interrupt or trap gate")
     if software and gate.dpl < cpl:
         # Only INT n / INT3 check the gate's DPL; exceptions and hardware interrupts ignore it.
-        raise _Fault(13, (vector << 3) + 2, f"vector {vector}: software INT from CPL {cpl} through a DPL {gate.dpl} gate")
+        raise _Fault(13, sw_code, f"vector {vector}: software INT from CPL {cpl} through a DPL {gate.dpl} gate")
     if not gate.present:
         raise _Fault(11, idt_code, f"vector {vector}: gate not present (P=0)")
     sel = gate.selector
@@ -408,7 +432,7 @@ def _double_fault_class(first: int, second: int) -> str:
 
 def deliver(vector: int, idt, *, cpl: int = 0, software: bool = True, rip: int, rsp: int, rflags: int = 0x202,
             tss: TSS | None = None, limit: int = 256 * 16 - 1, error_code: int | None = None, insn_len: int = 2,
-            cs: int | None = None, ss: int | None = None, gdt: dict | None = None) -> Delivery:
+            cs: int | None = None, ss: int | None = None, gdt: dict | None = None, follows: str = "sdm") -> Delivery:
     """Model what an x86-64 CPU does for ``vector`` (Intel SDM Vol. 2A "INT n", Vol. 3A §6.12-6.14).
 
     ``idt`` maps vector -> Gate (or 16 raw bytes); a missing vector reads as an all-zero entry.
@@ -417,7 +441,10 @@ def deliver(vector: int, idt, *, cpl: int = 0, software: bool = True, rip: int, 
     (exceptions in ERROR_CODE_VECTORS push ``error_code``, default 0). ``tss`` supplies RSP0-2 and IST1-7.
     If a check fails, the resulting exception is delivered in turn (and a contributory pair becomes #DF;
     a fault while delivering #DF is a triple fault), as the CPU does.
+    ``follows`` is ``"sdm"`` (the default) or ``"qemu-7.2"``: see FOLLOWS for the three differences.
     """
+    if follows not in FOLLOWS:
+        raise GateError(f"follows: {follows!r} is not one of {', '.join(FOLLOWS)}")
     _check_event(vector, cpl, rip, rsp, rflags)
     _check_int("limit", limit, 0, U16)
     if error_code is not None:
@@ -431,7 +458,8 @@ def deliver(vector: int, idt, *, cpl: int = 0, software: bool = True, rip: int, 
     event, is_sw, code, ret_rip = vector, software, error_code, rip + insn_len if software else rip
     while True:
         try:
-            gate, new_cpl, new_rsp, source = _attempt(event, idt, limit, 0 if is_sw else 1, is_sw, cpl, gdt, tss, rsp)
+            gate, new_cpl, new_rsp, source = _attempt(event, idt, limit, 0 if is_sw else 1, is_sw, cpl, gdt, tss, rsp,
+                                                      follows)
             break
         except _Fault as f:
             result.notes.append(f.why)
@@ -451,7 +479,10 @@ def deliver(vector: int, idt, *, cpl: int = 0, software: bool = True, rip: int, 
 
     pushes_code = (not is_sw) and event in ERROR_CODE_VECTORS
     aligned = new_rsp & ~0xF  # 64-bit mode aligns RSP to 16 bytes before pushing (SDM Vol. 3A §6.14.2)
-    values = [("SS", ss), ("RSP", rsp), ("RFLAGS", rflags), ("CS", cs), ("RIP", ret_rip)]
+    pushed_flags = rflags & ~RF if is_sw else rflags  # INT n clears RF at its start: it pushes RF=0
+    if result.faults and event in FAULT_CLASS and follows == "sdm":
+        pushed_flags |= RF  # a fault pushes RF=1 (SDM §16.3.1.1, see FOLLOWS); QEMU 7.2 does not
+    values = [("SS", ss), ("RSP", rsp), ("RFLAGS", pushed_flags), ("CS", cs), ("RIP", ret_rip)]
     if pushes_code:
         values.append(("error code", code or 0))
     frame, top = [], aligned

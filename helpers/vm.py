@@ -430,7 +430,7 @@ def experiment(name: str, parse=None):
 
 
 # Modules that define experiments; each registers its own on import (with @experiment).
-GUEST_MODULES: tuple[str, ...] = ()
+GUEST_MODULES: tuple[str, ...] = ("helpers.guests.idtk",)
 
 
 def _load_experiments() -> None:
@@ -490,7 +490,8 @@ def record(names=None) -> list[Path]:
 
 def _main(argv) -> int:
     if not argv or argv[0] != "record":
-        print("usage: python -m helpers.vm record [EXPERIMENT ...]")
+        _load_experiments()
+        print(f"usage: python -m helpers.vm record [EXPERIMENT ...]  (experiments: {', '.join(sorted(EXPERIMENTS))})")
         return 2
     try:
         for p in record(argv[1:] or None):
@@ -503,4 +504,5 @@ def _main(argv) -> int:
 
 if __name__ == "__main__":
     import sys
-    raise SystemExit(_main(sys.argv[1:]))
+    from helpers import vm as _module  # the guests register with helpers.vm, not with this __main__ copy
+    raise SystemExit(_module._main(sys.argv[1:]))

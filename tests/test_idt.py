@@ -226,7 +226,14 @@ def test_delivery_properties(vector, cpl, dpl, kind, present, ist, rsp, rflags, 
             assert not d.stack_switched
     if d.delivered is not None:
         assert (d.frame[0].address + 8) % 16 == 0  # the frame starts on a 16-byte boundary
-        assert d.frame[2].value == rflags and d.frame[1].value == rsp  # old RFLAGS and RSP saved
+        assert d.frame[1].value == rsp  # old RSP saved
+        # Old RFLAGS saved, with RF as the SDM defines it (Vol. 3A §16.3.1.1): 1 for a fault, 0 for INT n.
+        if d.faults and d.delivered in idt.FAULT_CLASS:
+            assert d.frame[2].value == rflags | idt.RF
+        elif software and not d.faults:
+            assert d.frame[2].value == rflags & ~idt.RF
+        else:
+            assert d.frame[2].value == rflags
         assert d.rflags & (idt.TF | idt.NT | idt.RF) == 0
         assert d.rsp == d.frame[-1].address and d.cpl == 0
 
@@ -334,3 +341,25 @@ def test_delivery_viewer():
     assert "IF 1 -&gt; 1" in w.text.value and w.last.handler_rflags >> 9 & 1 == 1
     w.trigger.click()
     assert w.renders >= 4
+
+
+@given(vectors, st.integers(0, 3), st.integers(0, 3), st.booleans(), st.booleans(), st.integers(0, 0x3FFFFF))
+@settings(max_examples=200)
+def test_qemu_72_differs_from_the_sdm_in_error_codes_and_rf_only(vector, cpl, dpl, present, software, rflags):
+    """follows="qemu-7.2" (what the test kernel measured): IDT error codes are vector * 16 + 2 without EXT, and a
+    fault pushes RF as it was. Everything else is the same as the SDM's."""
+    table = one(vector, dpl=dpl, present=present)
+    kw = dict(cpl=cpl, software=software, rip=0x401000, rsp=0x8000, rflags=rflags & ~idt.RF)
+    sdm, qemu = deliver(vector, table, **kw), deliver(vector, table, follows="qemu-7.2", **kw)
+    assert [f for f, _ in sdm.faults] == [f for f, _ in qemu.faults] and sdm.delivered == qemu.delivered
+    assert (sdm.rsp, sdm.rflags, sdm.cs, sdm.ss, sdm.stack_source) == (qemu.rsp, qemu.rflags, qemu.cs, qemu.ss, qemu.stack_source)
+    if qemu.faults and qemu.faults[0][0] in ("#GP", "#NP"):
+        assert qemu.faults[0][1] == vector * 16 + 2 and sdm.faults[0][1] == vector * 8 + 2 + (0 if software else 1)
+        assert qemu.frame[2].value == rflags & ~idt.RF and sdm.frame[2].value == (rflags & ~idt.RF) | idt.RF
+    else:
+        assert [(x.name, x.value) for x in sdm.frame] == [(x.name, x.value) for x in qemu.frame]
+
+
+def test_follows_must_be_known():
+    with pytest.raises(idt.GateError, match="follows: 'bochs' is not one of sdm, qemu-7.2"):
+        deliver(0x80, one(0x80), rip=0, rsp=0x8000, follows="bochs")

@@ -5,13 +5,13 @@
  * (Multiboot Specification 0.6.96 §3.2). It switches to long mode (Intel SDM Vol. 3A §10.8.5: PAE, CR3,
  * EFER.LME, CR0.PG, a far jump to a 64-bit code segment), loads a GDT with ring-0 and ring-3 segments, a
  * TSS and the IDT, masks the 8259 PICs, enables the local APIC, and runs the scenarios that
- * helpers/guests/idtk.py generated into scenarios.inc. The IDT's 256 gates come byte for byte from
- * helpers.idt.Gate.encode() (idt_pristine in scenarios.inc); each scenario patches a few entries with
+ * helpers/guests/idtk.py generates into this file at @SCENARIOS@. The IDT's 256 gates come byte for byte from
+ * helpers.idt.Gate.encode() (idt_pristine, generated); each scenario patches a few entries with
  * encode()'s bytes, sets the TSS stack pointers, and raises one event: INT n at CPL 0 or 3, or a local
  * APIC self-IPI (a hardware interrupt).
  *
- * Every vector's handler stub sits at STUB_BASE + 16 * vector (so Python knows the handler offsets before
- * linking), reads RFLAGS with pushfq, and jumps to `common`, which prints one line on COM1:
+ * Every vector's handler stub sits at stubs + 16 * vector, first in .text (so its address does not depend on
+ * the scenarios, and Python knows the handler offsets before it generates them), reads RFLAGS with pushfq, and jumps to `common`, which prints one line on COM1:
  *
  *     E <scenario> <vector> <RSP at entry> <RFLAGS in handler> <n> <word 0> ... <word n-1>
  *
@@ -23,7 +23,7 @@
  * frame (a fresh runner stack, ring 0: SYSCALL gets a handler that ran at CPL 3 there) and jumps to the next scenario; after the last one the kernel
  * prints "DONE" and writes 0 to the isa-debug-exit port.
  *
- * Selectors follow Linux (arch/x86/include/asm/segment.h): 0x10 kernel code, 0x18 kernel data,
+ * Selectors follow Linux (torvalds/linux, asm/segment.h under arch/x86): 0x10 kernel code, 0x18 kernel data,
  * 0x2b user data, 0x33 user code; the TSS descriptor is at 0x40.
  */
 #define COM1        0x3f8
@@ -31,11 +31,25 @@
 #define LAPIC       0xfee00000
 #define POISON      0x5a5a5a5a5a5a5a5a
 
-    .section .multiboot, "a"
-    .align 4
-    .long 0x1BADB002, 0, -0x1BADB002          /* magic, flags (none: load the ELF), checksum */
-
     .text
+    .align 4
+    .long 0x1BADB002, 0, -0x1BADB002          /* multiboot magic, flags (none: load the ELF), checksum */
+
+/* ---- one 16-byte handler stub per vector, at stubs + 16 * vector (idtk.STUB_BASE) ----------------- */
+    .code64
+    .balign 16
+    .globl stubs
+stubs:
+    .set vec, 0
+    .rept 256
+    .balign 16
+    pushfq
+    pushq $vec
+    jmp common
+    .set vec, vec + 1
+    .endr
+
+
     .code32
     .globl _start
 _start:
@@ -343,19 +357,7 @@ finish:
 3:  hlt
     jmp 3b
 
-#include "scenarios.inc"
-
-/* ---- one 16-byte handler stub per vector, at STUB_BASE + 16 * vector ------------------------------- */
-    .section .stubs, "ax"
-    .code64
-    .set vec, 0
-    .rept 256
-    .balign 16
-    pushfq
-    pushq $vec
-    jmp common
-    .set vec, vec + 1
-    .endr
+/* @SCENARIOS@ (helpers/guests/idtk.py puts the generated scenario blocks and the pristine IDT here) */
 
     .data
     .align 16
@@ -389,7 +391,7 @@ done_msg:
     .align 4096
 pml4: .skip 4096
 pdpt: .skip 4096
-pd:   .skip 4 * 4096
+pd:   .skip 16384
 idt:  .skip 4096
     .align 16
-tss:  .skip 104 + 128 + 1                    /* the TSS, the I/O bitmap, its end byte */
+tss:  .skip 233                   /* the TSS, the I/O bitmap, its end byte */
