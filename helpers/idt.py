@@ -44,7 +44,7 @@ UNMODELLED = {0x6: "16-bit interrupt gate", 0x7: "16-bit trap gate"}
 ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
 MNEMONIC = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF",
             10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
-            19: "#XM", 20: "#VE", 21: "#CP"}
+            19: "#XM", 20: "#VE", 21: "#CP", 29: "#VC"}
 VECTOR_OF = {v: k for k, v in MNEMONIC.items()}
 # Double-fault classes (Intel SDM Vol. 3A Table 6-4 / 6-5).
 CONTRIBUTORY = frozenset({0, 10, 11, 12, 13})
@@ -501,17 +501,28 @@ def deliver(vector: int, idt, *, cpl: int = 0, software: bool = True, rip: int, 
     return result
 
 
-def linux_idt() -> dict[int, Gate]:
-    """A few gates as Linux 64-bit installs them (torvalds/linux arch/x86/kernel/idt.c, after
+IA32_SYSCALL_VECTOR = 0x80  # torvalds/linux arch/x86/include/asm/irq_vectors.h
+
+
+def linux_idt(ia32_emulation: bool = True, amd_mem_encrypt: bool = True) -> dict[int, Gate]:
+    """A few gates as Linux 64-bit installs them (torvalds/linux arch/x86/kernel/idt.c: def_idts, then
     idt_setup_ist_traps): INTG = interrupt gate DPL 0, SYSG = interrupt gate DPL 3, ISTG = IST index + 1.
-    Handler offsets are placeholders in the kernel text range; the attributes are Linux's."""
+    With CONFIG_IA32_EMULATION (Debian's kernel has it) ``SYSG(IA32_SYSCALL_VECTOR, ...)`` puts a DPL-3 gate at
+    0x80, so ``int $0x80`` from user space enters the kernel; with CONFIG_AMD_MEM_ENCRYPT #VC (vector 29) gets
+    an IST gate (``ISTG(X86_TRAP_VC, ..., IST_INDEX_VC)``). Handler offsets are placeholders in the kernel text
+    range; the attributes are Linux's."""
     base = 0xFFFF_FFFF_8160_0000
     intg = lambda v: Gate(base + 0x40 * v, KERNEL_CS, 0, "interrupt", 0)
     sysg = lambda v: Gate(base + 0x40 * v, KERNEL_CS, 0, "interrupt", 3)
     istg = lambda v, idx: Gate(base + 0x40 * v, KERNEL_CS, idx + 1, "interrupt", 0)
-    # IST_INDEX_DF = 0, IST_INDEX_NMI = 1, IST_INDEX_DB = 2, IST_INDEX_MCE = 3 (asm/page_64_types.h)
-    return {0: intg(0), 1: istg(1, 2), 2: istg(2, 1), 3: sysg(3), 4: sysg(4), 6: intg(6),
-            8: istg(8, 0), 11: intg(11), 12: intg(12), 13: intg(13), 14: intg(14), 18: istg(18, 3)}
+    # IST_INDEX_DF = 0, IST_INDEX_NMI = 1, IST_INDEX_DB = 2, IST_INDEX_MCE = 3, IST_INDEX_VC = 4 (asm/page_64_types.h)
+    table = {0: intg(0), 1: istg(1, 2), 2: istg(2, 1), 3: sysg(3), 4: sysg(4), 6: intg(6),
+             8: istg(8, 0), 11: intg(11), 12: intg(12), 13: intg(13), 14: intg(14), 18: istg(18, 3)}
+    if amd_mem_encrypt:
+        table[29] = istg(29, 4)
+    if ia32_emulation:
+        table[IA32_SYSCALL_VECTOR] = sysg(IA32_SYSCALL_VECTOR)
+    return dict(sorted(table.items()))
 
 
 # --------------------------------------------------------------------------------------------------

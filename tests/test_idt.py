@@ -3,6 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from helpers import idt
+from helpers.viz.idt import draw_gate
 from helpers.idt import Gate, GateError, TSS, deliver
 
 # (description, gate, mode, expected bytes) -- layouts from Intel SDM Vol. 3A Figure 6-8 / Figure 6-2 and
@@ -43,6 +44,15 @@ def test_linux_idt_matches_idt_c():
     assert table[3].kind == "interrupt" and table[3].dpl == 3  # SYSG(X86_TRAP_BP, asm_exc_int3)
     assert table[8].ist == 1  # ISTG(X86_TRAP_DF, ..., IST_INDEX_DF) with IST_INDEX_DF = 0
     assert table[13].dpl == 0 and table[13].ist == 0  # INTG(X86_TRAP_GP, ...)
+    assert table[0x80].dpl == 3 and table[0x80].kind == "interrupt"  # SYSG(IA32_SYSCALL_VECTOR, ...) with IA32 emulation
+    assert table[29].ist == 5  # ISTG(X86_TRAP_VC, ..., IST_INDEX_VC) with IST_INDEX_VC = 4, under AMD_MEM_ENCRYPT
+    assert 0x80 not in idt.linux_idt(ia32_emulation=False) and 29 not in idt.linux_idt(amd_mem_encrypt=False)
+
+
+def test_gate_drawing_names_every_field_in_full():
+    fig = draw_gate(Gate(0xFFFFFFFF81A00A40, idt.KERNEL_CS).encode())
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {"zero", "type", "dpl", "ist", "s", "p", "reserved"} <= texts and not {"zer", "typ"} & texts
 
 
 @pytest.mark.parametrize("kwargs,field", [

@@ -425,3 +425,63 @@ def chapter_batch() -> Batch:
     scen = batch()
     r = vm.run_experiment("idt_kernel")
     return Batch(scen, _finish(scen, r), r)
+
+
+# --------------------------------------------------------------------------------------------------
+# One gate on the machine: the delivery viewer's "Run it on QEMU" and the IDT lab's check
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Check:
+    """One scenario run on QEMU, with the model's account (SDM and QEMU 7.2 flavours) beside it."""
+
+    scenario: Scenario
+    observation: Observation
+    run: vm.GuestRun
+
+    @property
+    def sdm(self) -> idt.Delivery:
+        return model(self.scenario, self.observation.event_rip, "sdm")
+
+    def differences(self, follows: str = "sdm") -> list:
+        return compare(self.scenario, self.observation, follows)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(what, QEMU, model per the SDM) for the handler, RSP, RFLAGS in the handler, and each frame word."""
+        o, d = self.observation, self.sdm
+        hexs = lambda v: "-" if v is None else f"{v:#x}"
+        if o.outcome != "delivered":
+            return [("outcome", o.outcome, "triple fault" if d.delivered is None else "delivered")]
+        rows = [("handler for vector", hexs(o.vector), hexs(d.delivered)), ("RSP at entry", hexs(o.rsp), hexs(d.rsp)),
+                ("RFLAGS in handler", hexs(o.rflags), hexs(d.rflags))]
+        frame = list(reversed(o.words[:len(d.frame)]))
+        rows += [(f"pushed {slot.name}", hexs(got), hexs(slot.value)) for slot, got in zip(d.frame, frame)]
+        return rows
+
+    def report(self) -> str:
+        lines = [f"{'':22} {'QEMU':>20} {'model (SDM)':>20}"]
+        for what, got, want in self.rows():
+            lines.append(f"{what:22} {got:>20} {want:>20}{'  <- differs' if got != want else ''}")
+        qemu_flavour = "agrees" if not self.differences("qemu-7.2") else "DISAGREES"
+        lines.append(f"model with follows='qemu-7.2' {qemu_flavour} with QEMU field by field "
+                     f"{self.run.provenance()}")
+        return "\n".join(lines)
+
+
+def check_gate(gate, vector: int = V, *, cpl: int = 3, event: str = "int", rflags: int = 0x202,
+               timeout: float = BOOT_TIMEOUT) -> Check:
+    """Install ``gate`` (a Gate, or 16 bytes) at ``vector`` in the test kernel, raise the event on QEMU (one
+    boot, cached), and return QEMU's result with the model's. A gate whose handler offset is not a stub of
+    the kernel is refused: the CPU would run whatever lies there."""
+    raw = gate.encode("long") if isinstance(gate, Gate) else bytes(gate)
+    if len(raw) != 16:
+        raise vm.VMError(f"gate: a long-mode gate is 16 bytes, got {len(raw)}")
+    layout = {f.name: f.value for f in idt.layout(raw)}
+    offset = layout["offset_low"] | layout["offset_middle"] << 16 | layout["offset_high"] << 32
+    if not (STUB_BASE <= offset < STUB_BASE + 16 * 256 and (offset - STUB_BASE) % 16 == 0):
+        raise vm.VMError(f"gate offset {offset:#x} is not one of the test kernel's handler stubs "
+                         f"(stub(v) = {STUB_BASE:#x} + 16*v, e.g. {stub(vector):#x} for vector {vector:#x})")
+    s = Scenario(f"check vector {vector:#x}", vector, event=event, cpl=cpl, rflags=rflags, gates={vector: raw})
+    if model(s, 0).delivered is None:  # the kernel could not report: the boot would just end
+        s.note = "triple fault"
+    b = run([s], timeout=timeout)
+    return Check(s, b.observations[0], b.run)

@@ -41,9 +41,9 @@ def draw_gate(raw, mode: str = "long", title: str | None = None, figsize=(9, 2.6
             y = -row * 1.6
             ax.add_patch(Rectangle((x0, y - 0.8), width, 0.8, facecolor=COLOURS.get(f.name, "#FFFFFF"),
                                    edgecolor="black", linewidth=0.8))
-            label = f.name if width >= 6 else f.name[:3]
+            label = f.name  # never cut: "zero" (5 bits) and "type" (4 bits) fit at the small size below
             value = f"{f.value:#x}" if (width >= 8 or f.name == "type") else str(f.value)
-            fs = 7 if width >= 10 else 6
+            fs = 7 if width >= 10 else 6 if width >= 4 else 5.5
             ax.text(x0 + width / 2, y - 0.28, label, ha="center", va="center", fontsize=fs)
             ax.text(x0 + width / 2, y - 0.6, value, ha="center", va="center", fontsize=fs, family="monospace")
             ax.text(x0 + width - 0.5, y + 0.12, str(start), ha="center", fontsize=5.5, color="#444444")

@@ -110,10 +110,33 @@ class DeliveryViewer(LiveView):
         self.watch(self.vector, self.kind, self.dpl, self.ist, self.present, self.cpl, self.software)
         controls = W.VBox([self.vector, self.kind, self.dpl, self.ist, self.present, self.cpl, self.software,
                            self.trigger])
-        self.box = W.VBox([W.HBox([controls, self.image]), self.status, self.text])
+        # "Run it on QEMU": the same gate and event on the book's bare-metal test kernel (helpers.guests.idtk).
+        self.qemu_button = W.Button(description="Run it on QEMU")
+        self.qemu_button.add_class("delivery-qemu")
+        self.qemu_button.on_click(lambda _b: self.run_on_qemu())
+        self.qemu_out = W.HTML()
+        self.box = W.VBox([W.HBox([controls, self.image]), self.status, self.text, self.qemu_button, self.qemu_out])
         self.box.add_class("delivery-viewer")
         self.last = None
+        self.last_qemu = None
         self.redraw()
+
+    def run_on_qemu(self) -> None:
+        """Boot the test kernel with this gate (at the kernel's own handler stub) and show QEMU beside the model.
+        A boot takes about a second (a cached one nothing); a missing QEMU is one red line."""
+        from helpers import vm
+        from helpers.guests import idtk
+        self.qemu_out.value = "<i>working… (building the test kernel and booting QEMU)</i>"
+        try:
+            gate = idt.Gate(idtk.stub(self.vector.value), idt.KERNEL_CS, self.ist.value, self.kind.value,
+                            self.dpl.value, self.present.value)
+            self.last_qemu = idtk.check_gate(gate, self.vector.value, cpl=self.cpl.value,
+                                             event="int" if self.software.value else "hw")
+        except (vm.VMError, idt.GateError) as exc:
+            self.last_qemu = None
+            self.qemu_out.value = error_html(one_line(exc))
+            return
+        self.qemu_out.value = f"<pre>{html.escape(self.last_qemu.report())}</pre>"
 
     def gate(self) -> idt.Gate:
         return idt.Gate(idt.DEMO_HANDLER, idt.KERNEL_CS, self.ist.value, self.kind.value, self.dpl.value,
