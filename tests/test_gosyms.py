@@ -61,8 +61,38 @@ def test_module_objects_and_loader(compiler):
 def test_module_source_shape(exports, others):
     others = [o for o in others if o not in exports]
     src = G.module_source("m", exports, others)
-    assert src.count('section("___ksymtab+') == len(exports)
+    assert src.count('.section \\"___ksymtab+') == len(exports)
+    assert src.count(" - .\\n") == 3 * len(exports)              # PREL32: value, name, namespace offsets
     assert 'alias("m_init")' in src and ".gnu.linkonce.this_module" in src
+
+
+def test_loader_model_resolves_before_it_checks_exports():
+    v = G.ModuleView
+    a = v("a", ("x",), ("x",), (), "init_module")
+    both = v("both", ("x",), ("x",), ("nowhere",), "init_module")      # duplicate export AND unknown symbol
+    assert G.load_modules([a, both])[1] == "both: -ENOENT: Unknown symbol nowhere"
+
+
+@pytest.mark.parametrize("compiler", [c for c in ("zig", "gcc") if toolchain.have(c)])
+def test_ksymtab_entry_is_three_pc32_offsets(compiler):
+    from helpers import linuxguest
+    [entry] = linuxguest.ksymtab_entries(G.build_module("m", ["m_api"], compiler=compiler).path)
+    assert entry["size"] == 12 and [r[:2] for r in entry["relocations"]] == [(0, "R_X86_64_PC32"),
+                                                                             (4, "R_X86_64_PC32"), (8, "R_X86_64_PC32")]
+
+
+@given(st.sampled_from([r"TEXT", r"^TEXT", r"RET$", r"(?<!X)MOVQ", r"\bSP\b", r"JMP(?!\s+runtime)", r"\Aa", r"a\s*$"]))
+def test_grep_go_src_whole_file_prefilter_loses_nothing(pattern):
+    rx = re.compile(pattern)
+    want = [(str(p.relative_to(G.go_src())), n, line.strip())
+            for p in sorted((G.go_src() / "runtime/cgo").rglob("*")) if p.is_file() and p.name.endswith(".s")
+            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if rx.search(line)]
+    assert G.grep_go_src(pattern, (".s",), "runtime/cgo") == want
+
+
+def test_grep_go_src_bad_regex_is_one_line():
+    with pytest.raises(ValueError, match="bad regular expression"):
+        G.grep_go_src("(unclosed")
 
 
 def test_loader_model_is_order_sensitive():
