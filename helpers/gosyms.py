@@ -688,3 +688,37 @@ def emulate_mcall(path) -> dict:
         "r14": mach.regs["r14"], "rax": mach.regs["rax"], "tls_g": mach.read_u64(L["tls"]),
         "insns": out.insns,
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# How a call reaches its target: the facts the chapter's figure draws
+# --------------------------------------------------------------------------------------------------
+CALL_PATH_CASES = (   # (title, build flags, what is built)
+    ("shared library, -fPIC", ("-fPIC",), "shared"),
+    ("shared library, -fPIC -fno-semantic-interposition", ("-fPIC", "-fno-semantic-interposition"), "shared"),
+    ("one executable, -fPIE (calc in the program)", ("-fPIE",), "program"),
+)
+
+
+def call_path_rows(compiler: str = "zig") -> list[dict]:
+    """For each case of :data:`CALL_PATH_CASES`, from real builds: the relocation the compiler left for the
+    call in ``use``'s object, where the linked call lands, and what LD_PRELOAD of :func:`override_library`
+    did. The hops are read from the call: through ``.plt`` -> its GOT slot -> the definition the dynamic
+    loader found first; or straight to ``calc``."""
+    rows = []
+    for title, flags, kind in CALL_PATH_CASES:
+        relocs = call_relocations(interposition_build(flags, compiler, output="obj").path)
+        if kind == "shared":
+            [site] = calls_from(interposition_build(flags, compiler).path, "use")
+            demo = preload_demo(flags, compiler)
+        else:
+            d = program_demo(flags, compiler)
+            [site], demo = d["calls"], d
+        if site.via_plt:
+            hops, tables = ["use()", "calc@plt", "GOT[calc]", "calc() found first"], (1, 2)
+        else:
+            hops, tables = ["use()", f"{site.target}() in the same file"], ()
+        rows.append({"title": f"{title} ({compiler})", "relocation": ", ".join(" ".join(r) for r in relocs) or "none",
+                     "hops": hops, "tables": tables, "preload": demo["preloaded"],
+                     "interposed": demo["preloaded"] != demo["plain"]})
+    return rows

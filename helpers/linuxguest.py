@@ -51,6 +51,7 @@ BOOT_TIMEOUT = 180       # seconds for the whole guest run under TCG (about 10-2
 # console=ttyS0: the serial port is the console; loglevel=1: kernel messages stay off the console (the script
 # reads them with dmesg); printk.time=0: no timestamps; nokaslr: the same layout every boot; panic=-1 with
 # -no-reboot: a panic ends QEMU at once instead of hanging.
+FORMAT = 3               # the layout of a result dict (steps and host facts); part of the cache key
 APPEND = "console=ttyS0 loglevel=1 printk.time=0 nokaslr panic=-1 rdinit=/init"
 
 
@@ -315,9 +316,10 @@ def _elf(path):
 
 
 def module_symbols(ko) -> list[tuple]:
-    """(name, type, bind, section) of a .ko's defined FUNC/OBJECT symbols, and the section of each alias."""
+    """(name, value, type, bind, section) of a .ko's defined FUNC/OBJECT symbols (an alias has its target's
+    value and section)."""
     from helpers.elf import read_elf
-    return [(s.name, s.type, s.bind, s.section) for s in read_elf(ko).symbols
+    return [(s.name, s.value, s.type, s.bind, s.section) for s in read_elf(ko).symbols
             if s.section not in ("UND", "ABS") and s.type in ("FUNC", "OBJECT")]
 
 
@@ -570,7 +572,8 @@ def _host_facts(builds) -> dict:
         "config": kernel_config("CONFIG_CONSTRUCTORS", "CONFIG_HAVE_ARCH_PREL32_RELOCATIONS", "CONFIG_KPROBES",
                                 "CONFIG_KPROBES_ON_FTRACE", "CONFIG_KPROBE_EVENTS", "CONFIG_IA32_EMULATION",
                                 "CONFIG_MODVERSIONS", "CONFIG_MODULE_SIG_FORCE", "CONFIG_UNWINDER_ORC",
-                                "CONFIG_X86_KERNEL_IBT", "CONFIG_RETPOLINE"),
+                                "CONFIG_X86_KERNEL_IBT", "CONFIG_RETPOLINE", "CONFIG_CC_IS_GCC", "CONFIG_CC_IS_CLANG",
+                                "CONFIG_LTO_NONE", "CONFIG_LTO_CLANG", "CONFIG_LTO_CLANG_THIN"),
         "kbuild": _flags_from_build(main),
     }
 
@@ -582,7 +585,7 @@ def _section_names(path) -> list[str]:
 
 def _cache_key(builds) -> str:
     """Versions, every build directory (named by a hash of its sources), the script and the kernel command line."""
-    return toolchain._digest("linux-guest", versions(), sorted(kb.dir.name for kb in builds.values()),
+    return toolchain._digest("linux-guest", FORMAT, versions(), sorted(kb.dir.name for kb in builds.values()),
                              int80_program().parent.name, guest_script(), APPEND)
 
 
@@ -703,3 +706,49 @@ if __name__ == "__main__":
     path = record()
     print(f"recorded {path}")
     sys.exit(0)
+
+
+# busybox's insmod (modutils/modutils.c, bb_init_module) tries finit_module() and, when that fails, tries
+# again with init_module(): the kernel then reports each refusal twice. moderror() words the errno:
+BUSYBOX_ERRNO = {"unknown symbol in module, or unknown parameter": "-ENOENT", "invalid module format": "-ENOEXEC"}
+
+
+def once(lines) -> list[str]:
+    """Kernel lines without the repeats that busybox's second load attempt causes (first occurrence kept)."""
+    return list(dict.fromkeys(lines))
+
+
+def verdict(r: GuestResults, module: str) -> str:
+    """The real kernel's verdict on loading ``module``, in the words of :func:`helpers.gosyms.load_modules`:
+    ``"<m>: loaded"`` or ``"<m>: -ENOENT: Unknown symbol helper"`` (errno from insmod's message, reason from the
+    kernel's first line about the module)."""
+    s = r.step(f"insmod_{module}")
+    if s.rc == 0:
+        return f"{module}: loaded"
+    reason = next((l.split(": ", 1)[1] for l in s.kernel if l.startswith((f"{module}: ", f"module: {module}: "))), "?")
+    if reason.startswith(f"{module}: "):
+        reason = reason[len(module) + 2:]
+    reason = re.sub(r" \(err -?\d+\)$", "", reason)
+    msg = " ".join(s.out)
+    errno = next((e for text, e in BUSYBOX_ERRNO.items() if text in msg), f"exit {s.rc}")
+    return f"{module}: {errno}: {reason}"
+
+
+def relocation_name(number: int) -> str:
+    """The x86-64 relocation type ``number`` by its ELF name (pyelftools' table of the psABI's types)."""
+    from elftools.elf.enums import ENUM_RELOC_TYPE_x64
+    return next((k for k, v in ENUM_RELOC_TYPE_x64.items() if v == number and k != "_default_"), f"type {number}")
+
+
+def rejected_relocations(kernel_lines) -> list[str]:
+    """Names of the types in the x86-64 loader's "Unknown rela relocation: <n>" lines."""
+    return [relocation_name(int(m.group(1))) for l in once(kernel_lines)
+            for m in [re.search(r"Unknown rela relocation: (\d+)", l)] if m]
+
+
+def addresses(r: GuestResults) -> dict:
+    """{"init_text", "text", "setup": int} from the initmod_addresses step, and "kallsyms_at_setup": how many
+    /proc/kallsyms entries sit at initmod_setup's old address after the module loaded."""
+    s = r.step("initmod_addresses")
+    got = {k: int(v, 16) for k, v in re.findall(r"(\w+)=(0x[0-9a-f]+)", s.out[0])}
+    return {**got, "kallsyms_at_setup": int(s.out[1])}

@@ -180,8 +180,12 @@ KERNEL_SOURCES = {
                                   "when CONFIG_KPROBES_ON_FTRACE is off"),
         "check_kprobe_address_safe": ("kernel/kprobes.c", "static int check_kprobe_address_safe(struct kprobe *p, "
                                       "struct module **probed_mod)",
-                                      "-EINVAL outside kernel/module text or in reserved areas; -ENOENT for a "
-                                      "module's freed .init.text"),
+                                      "-EINVAL outside kernel/module text or in reserved areas; -ENOENT for an "
+                                      "address in a module's .init.text once the module is past MODULE_STATE_COMING"),
+        "_kprobe_addr": ("kernel/kprobes.c", "static kprobe_opcode_t *_kprobe_addr(kprobe_opcode_t *addr, "
+                         "const char *symbol_name, unsigned long offset, bool *on_func_entry)",
+                         "-ENOENT when kprobe_lookup_name() finds no such symbol, or kallsyms_lookup_size_offset() "
+                         "no symbol at the address (a freed init function); runs before the address checks"),
         "ftrace_location": ("kernel/trace/ftrace.c", "unsigned long ftrace_location(unsigned long ip)",
                             "address of the ftrace patch site (mcount/fentry call) in the function at ip, else 0"),
         "kprobe_ftrace_handler": ("arch/x86/kernel/kprobes/ftrace.c",
@@ -315,3 +319,26 @@ def hot_loop(b: LtoBuild) -> list[str]:
             if target < addrs[k] and target in addrs:
                 return lines[addrs.index(target):k + 1]
     return []
+
+
+# ------------------------------------------------------------------------------ what the figure draws
+def function_sizes(b: LtoBuild) -> dict:
+    """{function: size in bytes, or None when it is not in the linked program} for OUR_FUNCTIONS."""
+    info = read_elf(b.path)
+    sizes = {s.name: s.size for s in info.functions()}
+    return {f: sizes.get(f) for f in OUR_FUNCTIONS}
+
+
+def effect_rows(builds) -> list[dict]:
+    """Per build: its label, the sizes of our functions, and the direct calls to ``mix`` left in ``main``."""
+    return [{"label": b.label, "sizes": function_sizes(b), "calls_to_mix": b.calls_in_main.count("mix")}
+            for b in builds]
+
+
+C_PROGRAM = '#include <stdio.h>\nint main(void) { puts("hello from C"); return 0; }\n'
+
+
+def c_sections(static: bool = True) -> list:
+    """Sections of a C hello world linked by zig cc (static musl), to set beside a Go binary's."""
+    b = toolchain.cc(C_PROGRAM, compiler="zig", target="x86_64-linux-musl", flags=("-O2", "-static"), output="exe")
+    return read_elf(b.path).sections

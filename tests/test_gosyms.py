@@ -191,3 +191,13 @@ def test_emulated_mcall(hello):
     assert r["g.sched.pc"] == L["caller_pc"] and r["g.sched.sp"] == L["user_sp"] + 8
     assert r["r14"] == r["tls_g"] == L["g0"] and r["rax"] == L["g"]
     assert r["g0_stack_used"] == 16 and r["words_on_g0"][1] == L["g"]
+
+
+def test_call_path_rows_come_from_the_builds():
+    from helpers.viz import linking
+    rows = G.call_path_rows("zig")
+    assert [r["interposed"] for r in rows] == [True, False, False]
+    assert rows[0]["relocation"] == "R_X86_64_PLT32 calc" and rows[0]["tables"] == (1, 2)
+    assert rows[1]["relocation"] == "none" and rows[1]["hops"][-1] == "calc() in the same file"
+    assert rows[2]["relocation"] == "R_X86_64_PLT32 calc" and not rows[2]["tables"]   # the linker made it direct
+    assert len(linking.call_paths(rows).axes) == 1

@@ -72,3 +72,24 @@ def test_clang_lto_object_is_bitcode_and_linkname_snippet():
     assert lto.lto_object("zig", ("-O2", "-flto")).kind == "LLVM bitcode"
     assert lto.try_go_build(lto.GO_LINKNAME_PROGRAM) == "ok"
     assert lto.try_go_build("package main\nfunc main() { undefined() }\n").startswith("go build failed")
+
+
+def test_effect_rows_and_figure():
+    from helpers.viz import linking
+    rows = lto.effect_rows(lto.experiment())
+    for r in rows:
+        lto_build = r["label"].endswith("-flto")
+        assert (r["sizes"]["mix"] is None) == lto_build and (r["sizes"]["never_called"] is None) == lto_build
+        assert r["sizes"]["main"] and r["calls_to_mix"] == (0 if lto_build else 1)
+    fig = linking.lto_effect(rows)
+    assert len(fig.axes) == 2
+
+
+def test_section_layout_of_go_and_c():
+    from helpers.viz import linking
+    c = lto.c_sections()
+    assert any(s.name == ".text" for s in c) and not any(s.name == ".gopclntab" for s in c)
+    assert linking.section_kind("AX", ".text") == "code" and linking.section_kind("WAT", ".tbss") == "thread-local"
+    assert linking.section_kind("WA", ".bss") == "zero-filled" and linking.section_kind("A", ".rodata") == "read-only data"
+    fig = linking.section_layout([(g.variant, g.sections) for g in lto.go_sections()] + [("C", c)])
+    assert len(fig.axes[0].get_yticklabels()) == 4
