@@ -278,7 +278,7 @@ _CC_FLAG = re.compile(
     r"|-f(?!plugin|profile|dump|debug-prefix|file-prefix|macro-prefix|record|save|stack-usage|opt-record|"
     r"diagnostics-format|use-ld=/)[A-Za-z0-9][\w=+.-]*"
     r"|-[DU][A-Za-z_]\w*(?:=[\w.+-]*)?|-l[\w.+-]+|-static|-shared|-pie|-no-pie|-rdynamic|-pthread|-nostdlib"
-    r"|-nostartfiles|-nodefaultlibs|-nostdinc|-ffreestanding")
+    r"|-nostartfiles|-nodefaultlibs|-nostdinc|-ffreestanding|-pg")  # -pg: the kernel's ftrace flags (chapter 2a)
 _LD_WORD = {"--no-as-needed", "--as-needed", "--gc-sections", "--export-dynamic", "-E", "-s", "--strip-all",
             "-static", "-Bsymbolic", "--no-undefined", "--build-id", "--build-id=none", "--build-id=sha1",
             "--hash-style=gnu", "--hash-style=sysv", "--hash-style=both", "--no-relax"}
