@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := chapters labs
 
-.PHONY: setup lab teach test book student execute
+.PHONY: setup lab teach test book student execute fuzz-gostack
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,3 +49,9 @@ NB ?= chapters/*.ipynb labs/*/*.ipynb
 execute: setup
 	for nb in $(NB); do $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done
 	$(PY) -m helpers.nbclean $(NB)
+
+# The long check of chapter 4b's stack-growth model against the real Go runtime: FUZZ_PROGRAMS generated Go
+# programs (helpers.gostackgen), each function run natively and emulated; prints how many were tried.
+FUZZ_PROGRAMS ?= 200
+fuzz-gostack: setup
+	$(PY) -m helpers.gostackgen --programs $(FUZZ_PROGRAMS)

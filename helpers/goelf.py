@@ -42,6 +42,7 @@ GO120_MAGIC = 0xFFFFFFF1  # internal/abi/symtab.go: Go120PCLnTabMagic
 PCDATA_STACK_MAP_INDEX = 1      # internal/abi/symtab.go
 FUNCDATA_ARGS_POINTER_MAPS = 0  # internal/abi/symtab.go
 FUNCDATA_LOCALS_POINTER_MAPS = 1
+FUNCDATA_STACK_OBJECTS = 2
 PC_QUANTUM = 1  # internal/runtime/sys: PCQuantum on amd64
 
 
@@ -220,6 +221,29 @@ class GoBinary:
         data = self._image(addr + 8 + index * stride, stride)
         return [bool(data[i >> 3] >> (i & 7) & 1) for i in range(nbit)]
 
+    def stack_objects(self, f: Func) -> list[tuple[int, int, tuple]]:
+        """runtime/stkframe.go getStackMap + runtime/stack.go stackObjectRecord: the frame's stack objects
+        (address-taken variables, tracked whether live or not) as [(off, size, pointer word indices)];
+        ``off`` < 0 is from varp, >= 0 from argp. The pointer mask is at moduledata.rodata + gcdataoff."""
+        cache = self.__dict__.setdefault("_objs", {})
+        if f.entry in cache:
+            return cache[f.entry]
+        out = []
+        k = FUNCDATA_STACK_OBJECTS
+        if k < len(f.funcdata) and f.funcdata[k] is not None:
+            addr = self._gofunc + f.funcdata[k]
+            n, = struct.unpack("<Q", self._image(addr, 8))
+            if n > 1 << 16:
+                raise GoBinaryError(f"{f.name}: {n} stack objects is not a plausible count")
+            rodata = self.symbol("runtime.rodata")
+            for i in range(n):
+                off, size, ptr_bytes, gcdataoff = struct.unpack("<iiiI", self._image(addr + 8 + 16 * i, 16))
+                words = ptr_bytes // 8
+                mask = self._image(rodata + gcdataoff, (words + 7) // 8) if words else b""
+                out.append((off, size, tuple(w for w in range(words) if mask[w >> 3] >> (w & 7) & 1)))
+        cache[f.entry] = out
+        return out
+
     @property
     def _gofunc(self) -> int:
         return self.symbol("go:func.*")  # moduledata.gofunc: the base of FUNCDATA offsets
@@ -233,10 +257,16 @@ class GoBinary:
     # ------------------------------------------------------------------ DWARF
     def struct(self, name: str) -> dict[str, int]:
         """Flattened member offsets of a struct type from DWARF, e.g. {"sched.sp": 56}."""
-        return dict(_dwarf_structs(str(self.path))[name][1])
+        return dict(self._struct(name)[1])
 
     def struct_size(self, name: str) -> int:
-        return _dwarf_structs(str(self.path))[name][0]
+        return self._struct(name)[0]
+
+    def _struct(self, name: str):
+        types = _dwarf_structs(str(self.path))
+        if name not in types:
+            raise GoBinaryError(f"{self.path.name}: no DWARF type {name} (the model reads {', '.join(WANTED_STRUCTS)})")
+        return types[name]
 
 
 def _pcsp_runs(b: GoBinary, f: Func):
@@ -251,34 +281,50 @@ def _pcsp_runs(b: GoBinary, f: Func):
 
 
 WANTED_STRUCTS = ("runtime.g", "runtime.gobuf", "runtime.stack", "runtime.m")
+REQUIRED_STRUCTS = ("runtime.g", "runtime.gobuf")
+
+
+def _dwarf_structs(path: str) -> dict[str, tuple[int, list[tuple[str, int]]]]:
+    st = Path(path).stat()
+    return _dwarf_structs_of(path, st.st_size, st.st_mtime_ns)  # a rebuilt file at the same path is read again
 
 
 @lru_cache(maxsize=8)
-def _dwarf_structs(path: str) -> dict[str, tuple[int, list[tuple[str, int]]]]:
-    """Read the runtime CU's DWARF once: {struct: (byte_size, [(flattened member, offset)])}."""
+def _dwarf_structs_of(path: str, _size: int, _mtime: int, wanted: tuple = WANTED_STRUCTS) -> dict[str, tuple[int, list[tuple[str, int]]]]:
+    """{struct: (byte_size, [(flattened member, offset)])} for each ``wanted`` struct type, wherever the DWARF
+    holds it.
+
+    The Go linker emits many compile units named ``runtime`` (cmd/link/internal/ld/dwarf.go splits a package
+    into several units, and puts type DIEs in whichever unit first refers to them), so every unit is searched:
+    the ``runtime`` ones first, from the last (where the linker's type units usually sit), then all others.
+    Only a type that is in no unit at all is an error.
+    """
     with open(path, "rb") as fh:
         e = ELFFile(fh)
         if not e.has_dwarf_info():
             raise GoBinaryError(f"{Path(path).name}: no DWARF (built with -w?); the model reads struct offsets from it")
         dw = e.get_dwarf_info()
-        types: dict[str, object] = {}
-        for cu in dw.iter_CUs():
-            top = cu.get_top_DIE()
-            if top.attributes.get("DW_AT_name") and top.attributes["DW_AT_name"].value != b"runtime":
-                continue
-            for die in top.iter_children():
-                if die.tag == "DW_TAG_structure_type" and "DW_AT_name" in die.attributes:  # not the typedefs
-                    n = die.attributes["DW_AT_name"].value.decode()
-                    if n in WANTED_STRUCTS:
-                        types[n] = die
-            if len(types) == len(WANTED_STRUCTS):  # a binary may have several runtime CUs (e.g. one for assembly)
-                break
+        cus = list(dw.iter_CUs())
+
+        def cu_name(cu) -> bytes | None:
+            a = cu.get_top_DIE().attributes.get("DW_AT_name")
+            return a.value if a else None
+
+        order = ([cu for cu in reversed(cus) if cu_name(cu) == b"runtime"]
+                 + [cu for cu in cus if cu_name(cu) != b"runtime"])
         out = {}
-        for n, die in types.items():
-            out[n] = (die.attributes["DW_AT_byte_size"].value, _flatten(die, "", 0, 0))
-    missing = [n for n in ("runtime.g", "runtime.gobuf") if n not in out]
+        for cu in order:
+            for die in cu.get_top_DIE().iter_children():
+                if (die.tag == "DW_TAG_structure_type" and "DW_AT_name" in die.attributes  # not the typedefs
+                        and "DW_AT_byte_size" in die.attributes):                     # not a declaration
+                    n = die.attributes["DW_AT_name"].value.decode(errors="replace")
+                    if n in wanted and n not in out:
+                        out[n] = (die.attributes["DW_AT_byte_size"].value, _flatten(die, "", 0, 0))
+            if len(out) == len(wanted):
+                break
+    missing = [n for n in wanted if n in REQUIRED_STRUCTS and n not in out]
     if missing:
-        raise GoBinaryError(f"{Path(path).name}: DWARF has no {missing[0]}")
+        raise GoBinaryError(f"{Path(path).name}: no DWARF type {missing[0]} in any of its {len(cus)} compile units")
     return out
 
 

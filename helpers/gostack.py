@@ -16,7 +16,8 @@ binary's DWARF (:mod:`helpers.goelf`), its address in R14 as ABIInternal require
   double the size until ``funcMaxSPDelta(f) + stackGuard`` fits;
 * ``copystack``/``adjustframe``/``adjustctxt``: copy the used part to the top of a new stack, move SP and BP,
   walk the frames with the pcsp table, fix each saved frame pointer and each pointer slot the compiler's
-  stack maps mark live (FUNCDATA_ArgsPointerMaps/LocalsPointerMaps; stack objects are not modelled), set
+  stack maps mark live (FUNCDATA_ArgsPointerMaps/LocalsPointerMaps) and each stack object's pointer words
+  (FUNCDATA_StackObjects, e.g. a closure's captured references), set
   ``stackguard0 = new.lo + stackGuard``, free (unmap) the old stack, so a stale pointer faults at once;
 * ``gogo``: resume at ``g.sched.pc`` (the prologue's retry jump) with only SP, BP, ctxt and R14 restored;
   every other general register is poisoned, as the real switch does not keep them either.
@@ -62,6 +63,7 @@ STACK_GAP = PAGE             # an unmapped page between stacks, so running off o
 G_AREA = 0xB000000000        # where the fake g structs live
 G_STRIDE = 0x400             # one g per 1 KiB (DWARF says runtime.g is smaller than that; checked below)
 LESSSTACK = 0xA000000000     # the segmented policy's return trampoline (Go <= 1.2: runtime.lessstack)
+TLS_AREA = 0xB000100000      # the thread's TLS block: g at fs:-8 (runtime.tlsg, linux/amd64), for ABI0 code
 POISON = 0xDEAD_BEEF_DEAD_BEEF
 MAX_STACK = 64 << 20         # the model's limit (the real runtime's maxstacksize is 1 GB on 64-bit)
 
@@ -76,6 +78,36 @@ SP_POINTS = 2000             # or fewer: at most this many points per run slice
 
 class GoStackError(RuntimeError):
     """The model refused or the emulated program failed (fault, stack overflow, budget). One line."""
+
+
+class GoCannotRun(GoStackError):
+    """The Go code reached runtime machinery the model does not have (allocator, scheduler, system calls,
+    locks, panics). The message names the function that was reached and the Go function that called it."""
+
+
+# Runtime entry points the model cannot run, and why: the emulated goroutine has no m, no P, no heap and no
+# scheduler (src/runtime/malloc.go mallocgc, proc.go gopark/newproc, asm_amd64.s mcall/systemstack,
+# proc.go entersyscall, lock_futex.go lock2, sema.go semacquire1, panic.go gopanic/throw, print.go printlock).
+UNRUNNABLE = {
+    "runtime.mallocgc": "allocates memory",
+    "runtime.gopark": "blocks in the scheduler",
+    "runtime.mcall": "switches to the scheduler",
+    "runtime.systemstack": "switches to the system stack",
+    "runtime.newproc": "starts a goroutine",
+    "runtime.entersyscall": "makes a system call",
+    "runtime.entersyscallblock": "makes a system call",
+    "runtime.lock2": "takes a runtime lock",
+    "runtime.semacquire1": "waits on a semaphore (a contended lock)",
+    "runtime.gopanic": "panics",
+    "runtime.panicBounds": "panics (index out of range)",
+    "runtime.goPanicIndex": "panics (index out of range)",
+    "runtime.panicdivide": "panics (division by zero)",
+    "runtime.procPin": "pins itself to its P (sync.Pool, fmt's buffers)",
+    "sync.runtime_procPin": "pins itself to its P (sync.Pool, fmt's buffers)",
+    "runtime.throw": "throws a fatal error",
+    "runtime.printlock": "prints with print/println",
+    "runtime.deferproc": "defers through the runtime's defer records",
+}
 
 
 # ------------------------------------------------------------------------------------------- programs
@@ -315,6 +347,14 @@ class GoProgram:
             raise GoStackError(f"{func}: unrecognised prologue: {text}")
         return Prologue(func, self.frame_size(func), form, tuple(rows), below if form != "small" else 0)
 
+    def head(self, func: str, count: int = 4) -> list[tuple[int, str]]:
+        """The first ``count`` instructions of ``func`` (AT&T syntax, like objdump): [(address, text)]."""
+        from helpers.asm import disassemble
+
+        f = self.binary.func(func)
+        ins = disassemble(self.read(f.entry, min(16 * count, f.end - f.entry)), address=f.entry)
+        return [(i.address, i.text) for i in ins[:count]]
+
     def guard_from_copystack(self) -> int:
         """The constant the compiled runtime.copystack adds to new.lo before storing it at g+stackguard0.
 
@@ -374,6 +414,257 @@ class NativeRun:
         """Call depths (0 = first frame) whose frame is not where its caller's frame size says: the stack moved."""
         fb = self.frame_bytes
         return sorted(self.depth - n for n in range(min(self.depth, MAX_DEPTH + 1)) if self.delta[n] != fb)
+
+
+# ------------------------------------------------------------------------------------------- a reader's function
+
+MARK_DEPTH = 1 << 14   # the harness records stack bounds for depths 0..MARK_DEPTH
+MAX_SOURCE = 20_000    # characters of Go source a reader may hand in
+RESERVED = ("main", "worker", "mark", "stackBounds", "setup")
+MAIN_SHAPES = ("spin", "waitgroup", "fmt")
+
+# The harness's main starts the reader's function as a goroutine, natively; the emulator starts the same
+# goroutine function. Three shapes of main, all with the same goroutine frames (see FunctionProgram.entry).
+_HARNESS_MAIN = {
+    "spin": ('import (\n\t"os"\n\t"runtime"\n\t"strconv"\n\t"sync/atomic"\n)\n\nvar done atomic.Int32\n\n'
+             "//go:noinline\nfunc worker() {\n\tStartLo, StartHi = stackBounds()\n\tResult = int({call})\n"
+             "\tFinalLo, FinalHi = stackBounds()\n\tdone.Store(1)\n}\n\n"
+             "func main() {\n\tN, _ = strconv.Atoi(os.Args[1])\n\tPick, _ = strconv.Atoi(os.Args[2])\n\tgo worker()\n"
+             "\tfor done.Load() == 0 {\n\t\truntime.Gosched()\n\t}\n\tos.Stdout.WriteString(report())\n}\n"),
+    "waitgroup": ('import (\n\t"fmt"\n\t"os"\n\t"runtime"\n\t"strconv"\n\t"sync"\n)\n\nvar wg sync.WaitGroup\n\n'
+                  "//go:noinline\nfunc setup() { wg.Add(1) }\n\n"
+                  "//go:noinline\nfunc worker() {\n\tStartLo, StartHi = stackBounds()\n\tResult = int({call})\n"
+                  "\tFinalLo, FinalHi = stackBounds()\n}\n\n"
+                  "func main() {\n\truntime.GOMAXPROCS(2)\n\tN, _ = strconv.Atoi(os.Args[1])\n\tPick, _ = strconv.Atoi(os.Args[2])\n\tsetup()\n"
+                  "\tgo func() {\n\t\tworker()\n\t\twg.Done()\n\t}()\n\twg.Wait()\n\tfmt.Print(report())\n}\n"),
+    "fmt": ('import (\n\t"fmt"\n\t"os"\n\t"runtime"\n\t"strconv"\n\t"sync/atomic"\n)\n\nvar done atomic.Bool\n\n'
+            "//go:noinline\nfunc worker() {\n\tStartLo, StartHi = stackBounds()\n\tResult = int({call})\n"
+            "\tFinalLo, FinalHi = stackBounds()\n\tdone.Store(true)\n}\n\n"
+            "func main() {\n\tfmt.Sscan(os.Args[1], &N)\n\tfmt.Sscan(os.Args[2], &Pick)\n\tgo worker()\n\tfor !done.Load() {\n\t\truntime.Gosched()\n"
+            "\t}\n\tfmt.Fprint(os.Stdout, report())\n\t_ = strconv.Itoa\n}\n"),
+}
+
+_HARNESS_COMMON = '''
+// The book's harness around a reader's function (helpers.gostack.FunctionProgram): it records the
+// goroutine's stack bounds wherever the function calls mark(n), natively and in the emulator alike.
+
+const markDepth = {mark_depth}
+
+var N, Pick, Result int // N: the depth; Pick: free for the reader's code (a second argument)
+var Lo, Hi [markDepth + 1]uintptr // g.stack.lo and g.stack.hi at mark(n)
+var StartLo, StartHi, FinalLo, FinalHi uintptr
+
+// stackBounds returns the running goroutine's g.stack (bounds_amd64.s).
+func stackBounds() (lo, hi uintptr)
+
+// mark records the goroutine's stack bounds at depth n (0 <= n <= markDepth).
+//
+//go:nosplit
+func mark(n int) {
+	if uint(n) <= markDepth {
+		Lo[n], Hi[n] = stackBounds()
+	}
+}
+
+func report() string {
+	b := []byte("result " + strconv.Itoa(Result) + "\\n")
+	for _, v := range []uintptr{StartLo, StartHi, FinalLo, FinalHi} {
+		b = strconv.AppendUint(b, uint64(v), 10)
+		b = append(b, ' ')
+	}
+	b = append(b, '\\n')
+	for n := 0; n <= N && n <= markDepth; n++ {
+		b = strconv.AppendUint(b, uint64(Lo[n]), 10)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, uint64(Hi[n]), 10)
+		b = append(b, '\\n')
+	}
+	return string(b)
+}
+'''
+
+# ABI0 assembly has no g register: it loads g from thread-local storage, (TLS) = %fs:-8 on linux/amd64
+# (golang/go src/cmd/compile/abi-internal.md; src/runtime/go_tls.h). g.stack is g's first field
+# (src/runtime/runtime2.go); FunctionProgram checks that against the binary's DWARF.
+BOUNDS_S = '''#include "textflag.h"
+
+// func stackBounds() (lo, hi uintptr)
+TEXT ·stackBounds(SB), NOSPLIT, $0-16
+	MOVQ (TLS), AX
+	MOVQ 0(AX), BX
+	MOVQ BX, lo+0(FP)
+	MOVQ 8(AX), BX
+	MOVQ BX, hi+8(FP)
+	RET
+'''
+
+_FUNC_RE = re.compile(r"^func\s+([A-Za-z_]\w*)\s*\(([^)]*)\)\s*([^{]*)\{", re.M)
+_INT_TYPES = ("int", "int64", "int32", "int16", "int8", "uint", "uint64", "uint32", "uint16", "uint8", "uintptr")
+
+
+def functions_in(source: str) -> list[str]:
+    """Top-level functions of ``source`` with one integer parameter and an integer result (what the harness
+    can call with the depth)."""
+    out = []
+    for name, params, result in _FUNC_RE.findall(source if isinstance(source, str) else ""):
+        ps = [p.split() for p in params.split(",") if p.strip()]
+        if len(ps) == 1 and len(ps[0]) == 2 and ps[0][1] in _INT_TYPES and result.strip() in _INT_TYPES:
+            out.append(name)
+    return out
+
+
+def _reader_source(source, func: str) -> str:
+    if not isinstance(source, str):
+        raise GoStackError(f"the Go source must be a string, not {type(source).__name__}")
+    if len(source) > MAX_SOURCE:
+        raise GoStackError(f"the Go source is {len(source)} characters; the book takes at most {MAX_SOURCE}")
+    if "\0" in source:
+        raise GoStackError("the Go source contains a NUL character")
+    if not isinstance(func, str) or not re.fullmatch(r"[A-Za-z_]\w*", func):
+        raise GoStackError(f"function must be a Go identifier such as 'f', not {func!r}")
+    pkg = re.search(r"^\s*package\s+(\w+)", source, re.M)
+    if pkg and pkg.group(1) != "main":
+        raise GoStackError(f"write package main (or no package clause), not package {pkg.group(1)}")
+    if 'import "C"' in source or re.search(r"^\s*import\s*\(\s*[^)]*\"C\"", source, re.M):
+        raise GoStackError("cgo (import \"C\") is not available here")
+    for name in RESERVED:
+        if re.search(rf"^func\s+{name}\s*\(", source, re.M):
+            raise GoStackError(f"func {name} is the book's harness; write only your own functions "
+                               f"(reserved names: {', '.join(RESERVED)})")
+    if func in RESERVED:
+        raise GoStackError(f"{func} is one of the harness's functions; choose one of yours")
+    names = [n for n, _p, _r in _FUNC_RE.findall(source)]
+    if func not in names:
+        have = ", ".join(functions_in(source)) or "none"
+        raise GoStackError(f"no top-level func {func} in the source (functions taking the depth: {have})")
+    if func not in functions_in(source):
+        raise GoStackError(f"func {func} must take one integer (the depth) and return an integer, "
+                           f"e.g. func {func}(n int) int")
+    return source if pkg else "package main\n\n" + source
+
+
+class FunctionProgram(GoProgram):
+    """A reader's Go function inside the book's harness: built with the pinned Go, run natively or emulated.
+
+    The harness's worker() calls ``func(N)`` on a goroutine of its own (``main`` starts it in one of
+    :data:`MAIN_SHAPES`); a function that calls ``mark(n)`` has the goroutine's stack bounds recorded at
+    depth ``n``, natively (through ABI0 assembly that reads g from TLS) and in the emulator alike.
+    """
+
+    def __init__(self, path, source: str, func: str, shape: str):
+        super().__init__(path, source)
+        self.func, self.shape = "main." + func, shape
+        self.binary.func(self.func)  # the compiler may have inlined it away
+        g = self.binary.struct("runtime.g")
+        if (g["stack.lo"], g["stack.hi"]) != (0, 8):
+            raise GoStackError(f"runtime.g.stack is at {g['stack.lo']}/{g['stack.hi']}, not 0/8 as bounds_amd64.s reads it")
+        # what the native goroutine starts with: worker itself, or main's closure around it
+        self.entry = "main.worker" if shape != "waitgroup" else "main.main.func1"
+        self.binary.func(self.entry)
+
+    @classmethod
+    def build(cls, source: str, func: str = "f", shape: str = "spin") -> "FunctionProgram":
+        """Build ``source`` (Go declarations; ``package main`` optional) with the harness calling ``func``."""
+        if shape not in MAIN_SHAPES:
+            raise GoStackError(f"shape must be one of {', '.join(MAIN_SHAPES)}, not {shape!r}")
+        return _function_program(_reader_source(source, func), func, shape)
+
+    def emulate(self, depth: int, initial_stack: int = 2048, policy: str = "copying", preempt_every: int | None = None,
+                trace_sp: bool = False, max_insns: int = 20_000_000, timeout: float = 20.0, pick: int = 0) -> "Runtime":
+        """Run the harness's goroutine in the emulator with N = ``depth`` (and Pick = ``pick``)."""
+        _check_depth(depth)
+        _check_pick(pick)
+        rt = Runtime(self, initial_stack=initial_stack, policy=policy, trace_sp=trace_sp)
+        rt.write_global("main.N", depth)
+        rt.write_global("main.Pick", pick)
+        if self.shape == "waitgroup":
+            rt.go("main.setup")  # what main does before the go statement (wg.Add(1)), allocation-free
+            rt.run(max_insns=1_000_000, timeout=timeout)
+            rt.events.clear()
+        rt.go(self.entry)
+        rt.sysmon(preempt_every)
+        rt.run(max_insns=max_insns, timeout=timeout)
+        return rt
+
+    def native(self, depth: int, timeout: float = 60, pick: int = 0) -> "Marks":  # type: ignore[override]
+        """Run the program natively (a real process, the real runtime) with N = ``depth``, Pick = ``pick``."""
+        _check_depth(depth)
+        _check_pick(pick)
+        env = {"PATH": "/usr/bin:/bin", "GODEBUG": "adaptivestackstart=0"}  # start at fixedStack bytes
+        p = toolchain.run([self.path, depth, pick], timeout=timeout, env=env)
+        if p.returncode != 0:
+            err = [l for l in (p.stderr or "").splitlines() if l.strip()]
+            raise GoStackError(f"native run failed (exit {p.returncode}): {err[0][:160] if err else ''}")
+        lines = p.stdout.splitlines()
+        start_lo, start_hi, fin_lo, fin_hi = (int(x) for x in lines[1].split())
+        lo, hi = zip(*((int(a), int(b)) for a, b in (l.split() for l in lines[2:]))) if lines[2:] else ((), ())
+        return Marks(depth, int(lines[0].split()[1]), (start_lo, start_hi), (fin_lo, fin_hi), list(lo), list(hi))
+
+    def marks(self, rt: "Runtime", depth: int) -> "Marks":
+        """What the emulated harness recorded, in the shape of :meth:`native`."""
+        n = min(depth, MARK_DEPTH) + 1
+        lo = rt.m.read(rt.global_addr("main.Lo"), 8 * n)
+        hi = rt.m.read(rt.global_addr("main.Hi"), 8 * n)
+        w = lambda raw: [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+        g = {k: rt.read_global(f"main.{k}") & (2**64 - 1) for k in ("StartLo", "StartHi", "FinalLo", "FinalHi")}
+        return Marks(depth, rt.read_global("main.Result"), (g["StartLo"], g["StartHi"]), (g["FinalLo"], g["FinalHi"]),
+                     w(lo), w(hi))
+
+
+def _check_depth(depth) -> None:
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MARK_DEPTH:
+        raise GoStackError(f"depth must be an integer in [0, {MARK_DEPTH}], not {depth!r}")
+
+
+def _check_pick(pick) -> None:
+    if not isinstance(pick, int) or isinstance(pick, bool) or not 0 <= pick < 1 << 31:
+        raise GoStackError(f"pick must be an integer in [0, 2**31), not {pick!r}")
+
+
+@lru_cache(maxsize=16)
+def _function_program(source: str, func: str, shape: str) -> FunctionProgram:
+    # worker calls the function through a variable, so the compiler cannot inline it into worker
+    harness = "package main\n\n" + _HARNESS_MAIN[shape].replace("{call}", "call(N)") + \
+        _HARNESS_COMMON.replace("{mark_depth}", str(MARK_DEPTH)) + f"\nvar call = {func}\n"
+    files = {"user.go": source, "harness.go": harness, "bounds_amd64.s": BOUNDS_S}
+    try:
+        b = toolchain.go_build(files)
+    except toolchain.ToolchainError as e:
+        msg = str(e).splitlines()[0].replace("./", "")
+        raise GoStackError(msg) from None
+    try:
+        return FunctionProgram(b.path, source, func, shape)
+    except GoBinaryError as e:
+        raise GoStackError(str(e).splitlines()[0]) from None
+
+
+@dataclass
+class Marks:
+    """The stack bounds a harness run recorded: at the start, at each mark(n), and after the function returned."""
+
+    depth: int
+    result: int
+    start: tuple
+    final: tuple
+    lo: list   # lo[n], hi[n]: g.stack at mark(n); 0 where the function never marked n
+    hi: list
+
+    def moves(self) -> list[tuple[int, int]]:
+        """(call depth = N - n, new stack size) for each mark(n) at which the stack is not where it was at
+        the previous mark (or at the start), then ("end", size) if it moved after the last mark."""
+        out, prev = [], self.start
+        for n in range(min(self.depth, MARK_DEPTH), -1, -1):
+            if self.hi[n]:
+                if (self.lo[n], self.hi[n]) != prev:
+                    out.append((self.depth - n, self.hi[n] - self.lo[n]))
+                prev = (self.lo[n], self.hi[n])
+        if self.final != prev:
+            out.append(("end", self.final[1] - self.final[0]))
+        return out
+
+    @property
+    def final_size(self) -> int:
+        return self.final[1] - self.final[0]
 
 
 def stackguard0_writers() -> list[tuple[str, int, str, str]]:
@@ -486,6 +777,11 @@ class _Stop(Exception):
 EVENT_FRAMES = 8  # innermost frames kept in an event (a deep recursion has thousands)
 
 
+def _is_runtime(name: str) -> bool:
+    """Functions of the runtime and of the standard packages it is built from (not the program's own)."""
+    return name.startswith(("runtime.", "internal/", "sync.", "sync/", "unsafe.")) or name == "?"
+
+
 def _reader(buf, base: int):
     """read(addr) -> the 8-byte word at addr of a stack image that starts at ``base``."""
     def read(addr: int) -> int:
@@ -534,8 +830,14 @@ class Runtime:
         self._stop_reason = None
         self._pc_info: dict[int, tuple] = {}
         self._cache: dict[int, list] = {}    # segmented policy: freed segments kept for reuse, by size
+        self.m.map(TLS_AREA, PAGE, "rw")
+        self.m.regs["fs_base"] = TLS_AREA + PAGE // 2
         for addr, reason in ((program.morestack, "morestack"), (program.goexit + 1, "goexit"), (LESSSTACK, "lessstack")):
             self.m.hook_address(addr, self._hook_stop(reason))
+        for name in UNRUNNABLE:
+            f = program.binary._by_name.get(name)
+            if f is not None:
+                self.m.hook_address(f.entry, self._hook_stop("unrunnable " + name))
 
     def _hook_stop(self, reason: str):
         def stop(machine, _address):
@@ -686,6 +988,11 @@ class Runtime:
                 self._goexit()
             elif out.status == "stopped" and self._stop_reason == "lessstack":
                 self._lessstack()
+            elif out.status == "stopped" and (self._stop_reason or "").startswith("unrunnable "):
+                name = self._stop_reason.split(" ", 1)[1]
+                raise GoCannotRun(self._cannot_run(name, UNRUNNABLE[name]))
+            elif out.fault is not None and out.fault.kind == "syscall":
+                raise GoCannotRun(self._cannot_run(self._fname(out.pc), "executes a SYSCALL instruction"))
             elif out.status == "budget" and out.reason == "timeout":
                 raise GoStackError(f"timed out after {timeout:g} s")
             elif out.status == "budget" and self._next_preempt is not None and self.insns >= self._next_preempt:
@@ -695,9 +1002,7 @@ class Runtime:
             elif out.status == "budget":
                 raise GoStackError(f"instruction budget of {max_insns} exhausted")
             else:
-                f = self.program.binary.findfunc(out.pc)
-                raise GoStackError(f"goroutine {self.current.goid} stopped in {f.name if f else '?'} "
-                                   f"at {out.pc:#x}: {out.message}")
+                raise GoStackError(self._fault(out))
             if until is not None and any(until(e) for e in self.events[seen:]):
                 return self
 
@@ -724,6 +1029,7 @@ class Runtime:
         regs["rbp"] = self.gget(g, "sched.bp")
         regs["rdx"] = self.gget(g, "sched.ctxt")
         regs["r14"] = g.g
+        self.write64(TLS_AREA + PAGE // 2 - 8, g.g)  # gogo also stores g in TLS, where ABI0 code finds it
         regs["rip"] = self.gget(g, "sched.pc")
 
     def _goexit(self) -> None:
@@ -737,6 +1043,41 @@ class Runtime:
         self._event("exit", g, self.program.goexit + 1, sp, (lo, hi), (lo, hi), self.gget(g, "stackguard0"),
                     self.gget(g, "stackguard0"), hi - sp)
         self.current = None
+
+    def _frames_now(self, pc: int, sp: int) -> list[Frame]:
+        """Best-effort traceback of the running goroutine from (pc, sp); [] where it cannot unwind."""
+        try:
+            lo, hi = self._stack_containing(sp)
+            return self._walk(pc, sp, _reader(self.m.read(sp, hi - sp), sp))
+        except (GoStackError, GoBinaryError):
+            return []
+
+    def _reached(self, pc: int, sp: int) -> tuple[str | None, str | None]:
+        """(the function the program's own innermost frame called, that frame's function): the program's own
+        functions are ``main.*``; everything else is the runtime or a standard package."""
+        frames = self._frames_now(pc, sp)
+        for i, fr in enumerate(frames):
+            if fr.func.startswith("main."):
+                return (frames[i - 1].func if i else None), fr.func
+        return None, None
+
+    def _cannot_run(self, name: str, why: str) -> str:
+        regs = self.m.regs
+        reached, caller = self._reached(regs["rip"], regs["rsp"])
+        via = f" (through {reached})" if reached and reached != name else ""
+        who = caller or self._fname(regs["rip"])
+        return (f"{who} reached {name}{via}, which {why}: the model cannot run that "
+                f"(its goroutine has no m, no heap and no scheduler); keep the function allocation-free")
+
+    def _fault(self, out) -> str:
+        here = self._fname(out.pc)
+        reached, caller = self._reached(out.pc, self.m.regs["rsp"])
+        who = f"{caller} reached {reached}, which" if caller and reached else here
+        hint = ""
+        if (not here.startswith("main.") and out.fault is not None and out.fault.address is not None
+                and out.fault.address < 0x10000):
+            hint = " (a nil pointer: runtime code reading g.m, which the emulated goroutine does not have)"
+        return f"goroutine {self.current.goid}: {who} stopped at {out.pc:#x} in {here}: {out.message}{hint}"
 
     # ---------------------------------------------------------------- morestack / newstack
     def _morestack(self) -> None:
@@ -835,9 +1176,8 @@ class Runtime:
                            g_after=self.gfields(g), func=func)
 
     def _pointer_slots(self, fr: Frame) -> list[int]:
-        """Addresses of the words the stack maps mark as live pointers in one frame
-        (runtime/stkframe.go: getStackMap; stack.go: adjustframe -> adjustpointers). Stack objects
-        (FUNCDATA_StackObjects) are not modelled: the example programs keep no pointers inside them."""
+        """Addresses of the words the stack maps mark as live pointers in one frame, and the pointer words
+        of its stack objects (runtime/stkframe.go: getStackMap; stack.go: adjustframe -> adjustpointers)."""
         b = self.program.binary
         f = b.findfunc(fr.pc)
         key = ("maps", fr.pc)
@@ -852,8 +1192,9 @@ class Runtime:
             locals_ = b.stackmap(f, goelf.FUNCDATA_LOCALS_POINTER_MAPS, pcdata) or []
             args = b.stackmap(f, goelf.FUNCDATA_ARGS_POINTER_MAPS, pcdata) or []
             maps = self._pc_info[key] = ([i for i, bit in enumerate(locals_) if bit], len(locals_),
-                                         [i for i, bit in enumerate(args[:f.args // 8]) if bit])
-        live_locals, nlocals, live_args = maps
+                                         [i for i, bit in enumerate(args[:f.args // 8]) if bit],
+                                         b.stack_objects(f))
+        live_locals, nlocals, live_args, objects = maps
         varp = fr.fp - 8
         if varp > fr.sp:
             varp -= 8  # the saved frame pointer
@@ -861,6 +1202,13 @@ class Runtime:
         if varp - fr.sp > 0 and nlocals:  # locals only once the frame is allocated
             slots += [varp - 8 * nlocals + 8 * i for i in live_locals]
         slots += [fr.fp + 8 * i for i in live_args]  # argp = fp on amd64 (MinFrameSize 0)
+        if varp > fr.sp:
+            # stack.go adjustframe: every stack object (an address-taken variable holding pointers, such as a
+            # closure's captured references), live or not, once the frame is allocated
+            for off, _size, words in objects:
+                p = (varp if off < 0 else fr.fp) + off
+                if p >= fr.sp:
+                    slots += [p + 8 * w for w in words]
         return slots
 
     def shrinkstack(self, g: Goroutine) -> Event | None:
