@@ -76,8 +76,9 @@ SP_SAMPLE = 8                # trace_sp keeps every 8th instruction's SP,
 SP_POINTS = 2000             # or fewer: at most this many points per run slice
 
 
-class GoStackError(RuntimeError):
-    """The model refused or the emulated program failed (fault, stack overflow, budget). One line."""
+class GoStackError(ValueError):
+    """The model refused or the emulated program failed (fault, stack overflow, budget). One line; a
+    ValueError, like every bad-input error in the book."""
 
 
 class GoCannotRun(GoStackError):
@@ -1403,6 +1404,13 @@ def predict_growth(frame: int, depth: int, initial_stack: int = 2048, first_used
     until ``newsize - used >= frame + stackGuard``. Copying keeps hi - SP, so only sizes change.
     The tests check this against the emulator.
     """
+    for name, v, lo, hi in (("frame", frame, 0, MAX_STACK), ("depth", depth, 0, MAX_DEPTH),
+                            ("first_used", first_used, 0, MAX_STACK)):
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise GoStackError(f"{name} must be an integer in [{lo}, {hi}], not {v!r}")
+    if (not isinstance(initial_stack, int) or isinstance(initial_stack, bool) or initial_stack < PAGE // 2
+            or initial_stack & (initial_stack - 1) or initial_stack > MAX_STACK):
+        raise GoStackError(f"initial_stack must be a power of two in [{PAGE // 2}, {MAX_STACK}], not {initial_stack!r}")
     k = runtime_constants()
     guard, small = k["stackGuard"], k["StackSmall"]
     size, sizes, at = initial_stack, [], []

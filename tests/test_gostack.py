@@ -324,12 +324,15 @@ def test_viewer_draws_steps_events_and_reports_bad_input_in_one_line(prog):
 
     w = StackGrowthViewer(program=prog, delay=0)
     assert "stack-growth-viewer" in w.box._dom_classes and w.image.value and w.status.value == ""
-    assert w.event.max == len(w._cache[w.params()].events) - 1
+    assert w.event.max == len(w.runtime().events) - 1
     n = w.renders
     w.event.value = 2
     assert w.renders == n + 1 and "event 2:" in w.text.value and "frames before" in w.text.value
-    w.depth.value = 5000  # too deep for medium frames in the viewer
-    assert "too deep" in w.status.value and "Traceback" not in w.status.value
+    w.depth.value = 5000  # too deep for medium frames: the box allows only what the viewer accepts
+    assert w.depth.value == w.depth.max == 1000 and w.status.value == ""
+    w.which.value = "small"
+    assert w.depth.max == 5000
+    w.which.value = "medium"
     w.depth.value = 40
     w.preempt.value = 1500
     assert w.status.value == "" and "preempt" in w.text.value
@@ -338,14 +341,81 @@ def test_viewer_draws_steps_events_and_reports_bad_input_in_one_line(prog):
     assert w.renders == before + 1
 
 
+def test_viewer_runs_a_readers_function_and_reports_its_errors_in_place(prog):
+    from helpers.widgets.gostack import StackGrowthViewer
+
+    w = StackGrowthViewer(program=prog, delay=0)
+    w.which.value = "your function"
+    w.depth.value = 300
+    assert w.status.value == "" and " grow" in w.text.value and w.yours.layout.display == ""
+    rt = w.runtime()
+    assert rt.read_global("main.Result") == 300 * 301 // 2 and rt.grows()[0].func == "main.f"
+    for source, match in (("func f(n int) int { return x }", "undefined: x"),
+                          ("func f(n int) int { println(n); return n }", "reached runtime.printlock"),
+                          ("func f(n int) int {", "syntax error")):
+        w.source.value = source
+        w.run_button.click()
+        assert match in w.status.value and "Traceback" not in w.status.value and "<br" not in w.status.value
+    w.source.value = "func g(n int) int { return n }"
+    w.run_button.click()
+    assert "no top-level func f" in w.status.value and "g" in w.status.value
+
+
+def test_event_steps_move_only_the_highlight(prog):
+    from helpers.viz import gostack as viz
+
+    rt = run_recursion("medium", 40, trace_sp=True, program=prog)
+    tl = viz.Timeline(rt)
+    artists = len(tl.ax.lines) + len(tl.ax.collections)
+    first = tl.highlight(1).png()
+    second = tl.highlight(3).png()
+    assert first != second and len(tl.ax.lines) + len(tl.ax.collections) == artists
+    assert list(tl._hl.get_xdata()) == [rt.events[3].insns]
+    # the blitted picture equals a full drawing of the same state
+    import io
+
+    import numpy as np
+    from matplotlib.image import imread
+    fresh = viz.Timeline(rt).highlight(3).png()
+    assert np.array_equal(imread(io.BytesIO(second)), imread(io.BytesIO(fresh)))
+
+
+def test_drawing_is_bounded_whatever_the_run(prog, monkeypatch):
+    from helpers.viz import gostack as viz
+
+    rt = run_recursion("small", 2000, policy="segmented", preempt_every=100, trace_sp=True, program=prog)
+    monkeypatch.setattr(viz, "MAX_SP_POINTS", 1000)  # this run has 8,000+ samples; the viewer's worst has 130,000
+    tl = viz.Timeline(rt)
+    drawn = sum(len(l.get_xdata()) for l in tl.ax.lines if l.get_marker() == ".")
+    assert len(rt.sp_trace) > drawn and drawn <= viz.MAX_SP_POINTS
+    assert len(tl.ax.lines) <= len(viz.MARKERS) + 4 and len(tl.ax.collections) == 3
+
+
+def test_hex_ticks_fall_on_powers_of_two():
+    from helpers.viz.gostack import PowerOfTwoLocator
+
+    ticks = PowerOfTwoLocator().tick_values(0xC000001234, 0xC000023456)
+    step = ticks[1] - ticks[0]
+    assert 2 <= len(ticks) <= 12 and step & (step - 1) == 0 and all(t % step == 0 for t in ticks)
+
+
+def test_policy_bars_are_labelled_and_a_single_switch_is_visible():
+    from helpers.viz.gostack import draw_policy_comparison
+
+    fig = draw_policy_comparison([("segmented", 2000, 50_000), ("copying", 1, 30_000)])
+    a1 = fig.axes[0]
+    assert [t.get_text() for t in a1.texts] == ["2,000", "1"] and a1.get_yscale() == "log"
+    assert a1.patches[1].get_height() >= 1 > a1.get_ylim()[0]
+
+
 def test_timeline_marks_every_growth(prog):
     from helpers.viz import gostack as viz
 
     rt = run_recursion("medium", 40, trace_sp=True, program=prog)
     fig = viz.draw_timeline(rt)
     ax = fig.axes[0]
-    grow_markers = [l for l in ax.lines if l.get_marker() == "^"]
-    assert len(grow_markers) == len(rt.grows())
+    grow_markers = [l for l in ax.lines if l.get_marker() == "^"]  # one artist per event kind
+    assert len(grow_markers) == 1 and len(grow_markers[0].get_xdata()) == len(rt.grows())
     assert rt.sp_trace and all(seg["lo"] < seg["guard"] < seg["hi"] for seg in rt.stack_history())
 
 
