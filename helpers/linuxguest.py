@@ -209,6 +209,27 @@ class KbuildFlags:
     def matching(self, prefix: str) -> list:
         return [f for f in self.flags if f.startswith(prefix)]
 
+    def rules(self) -> dict:
+        """{rule: the flags of this build that implement it}, for the rules of :data:`FLAG_RULES`."""
+        return {rule: [f for f in self.flags if f.startswith(prefixes)] for rule, prefixes in FLAG_RULES.items()}
+
+
+# What kernel code generation forbids or requires, and the flag prefixes that say it (torvalds/linux
+# arch/x86/Makefile and the top-level Makefile); KbuildFlags.rules() picks the real flags out of a build.
+FLAG_RULES = {
+    "no SSE/AVX/x87 (no FPU state in the kernel)": ("-mno-sse", "-mno-mmx", "-mno-3dnow", "-mno-avx", "-mno-80387",
+                                                    "-mno-fp-ret-in-387"),
+    "no red zone (interrupts push on the same stack)": ("-mno-red-zone",),
+    "kernel code model (top 2 GiB)": ("-mcmodel=",),
+    "ftrace entry call (__fentry__)": ("-pg", "-mfentry", "-mrecord-mcount"),
+    "retpolines and return thunks": ("-mindirect-branch", "-mfunction-return"),
+    "IBT / CET (endbr64)": ("-fcf-protection",),
+    "no asynchronous unwind tables (ORC instead)": ("-fno-asynchronous-unwind-tables", "-funwind-tables"),
+    "straight-line speculation": ("-mharden-sls",),
+    "stack protector": ("-fstack-protector",),
+    "not position independent": ("-fno-PIE", "-fno-pic"),
+}
+
 
 def parse_cmd_file(text: str) -> tuple[str, tuple, tuple]:
     """(compiler, flags, objtool args) from a kbuild ``.cmd`` file's ``cmd_<obj> := ...`` line."""
@@ -247,7 +268,7 @@ def kbuild_flags() -> KbuildFlags:
         data = json.loads(RECORDING.read_text())["data"]
         k, rel, rec = data["host"]["kbuild"], data["versions"]["kernel"], True
     else:
-        k, rel, rec = _flags_from_build(_builds()["main"]), kernel_release(), False
+        k, rel, rec = _flags_from_build(_main_build()), kernel_release(), False
     return KbuildFlags(k["compiler"], tuple(k["flags"]), tuple(k["objtool"]), rel, rec)
 
 
@@ -291,9 +312,14 @@ def kernel_exports() -> set:
 
 
 @lru_cache(maxsize=1)
-def _builds() -> dict:
-    main = build_modules({"Kbuild": _kbuild(*MAIN_MODULES), **{f"{n}.c": s for n, s in MAIN_MODULES.items()}},
+def _main_build() -> KbuildResult:
+    return build_modules({"Kbuild": _kbuild(*MAIN_MODULES), **{f"{n}.c": s for n, s in MAIN_MODULES.items()}},
                          modpost_warn=True)
+
+
+@lru_cache(maxsize=1)
+def _builds() -> dict:
+    main = _main_build()
     alone = {n: build_modules({"Kbuild": _kbuild(n), f"{n}.c": s}, modpost_warn=True)
              for n, s in ALONE_MODULES.items()}
     gomod = build_modules(_go_files(), modpost_warn=True)

@@ -103,3 +103,32 @@ def test_kbuild_flags_are_the_kernel_rules():
                  "-mindirect-branch=thunk-extern", "-mfunction-return=thunk-extern"):
         assert f.has(flag), flag
     assert f.compiler.startswith("gcc") and "--orc" in f.objtool and f.matching("-fcf-protection")
+
+
+def test_missing_vm_gives_the_recording_or_an_error(monkeypatch):
+    monkeypatch.setattr(L, "missing", lambda: ["qemu-system-x86 (apt-get install qemu-system-x86)"])
+    monkeypatch.delenv("BOOK_REQUIRE_VM", raising=False)
+    r = L.results()
+    assert r.recorded and r.provenance().startswith("[recorded by `python -m helpers.linuxguest`")
+    assert L.kbuild_flags().recorded and L.int80()["works"]
+    monkeypatch.setenv("BOOK_REQUIRE_VM", "1")
+    with pytest.raises(L.GuestMissing) as e:
+        L.results()
+    assert "\n" not in str(e.value) and "qemu-system-x86" in str(e.value)
+
+
+@need_live
+def test_crashing_guest_is_one_line_error():
+    # /init exits at once: the kernel panics ("Attempted to kill init!"), and panic=-1 ends QEMU
+    rd = L.initramfs({"/bin/busybox": L.BUSYBOX.read_bytes()}, "#!/bin/busybox sh\nexit 3\n")
+    with pytest.raises(vm.VMError) as e:
+        L._boot(rd, timeout=120)
+    assert "\n" not in str(e.value) and "panic" in str(e.value)
+
+
+def test_kbuild_rules_pick_the_real_flags():
+    rules = L.kbuild_flags().rules()
+    assert set(rules) == set(L.FLAG_RULES) and all(rules.values()), rules
+    assert rules["no red zone (interrupts push on the same stack)"] == ["-mno-red-zone"]
+    assert rules["kernel code model (top 2 GiB)"] == ["-mcmodel=kernel"]
+    assert rules["IBT / CET (endbr64)"] == ["-fcf-protection=none"]      # Debian 6.1: CONFIG_X86_KERNEL_IBT off
