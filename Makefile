@@ -36,7 +36,8 @@ test: setup
 	$(VENV)/bin/pytest tests --ignore=tests/browser --nbval $(NOTEBOOKS) --nbval-sanitize-with tests/sanitize.cfg
 	$(VENV)/bin/pytest tests/browser
 
-# The static reading edition (HTML) in build/book, from the committed executed notebooks; then check it.
+# The reading edition (Jupyter Book: sidebar, search, claim links) in build/book, from the committed executed
+# notebooks, nothing executed, every asset local; then the book's own checks (helpers/book.py). Open build/book/index.html.
 book: setup
 	$(PY) -m helpers.book build/book
 
