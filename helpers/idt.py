@@ -25,6 +25,8 @@ Byte layout of a long-mode gate (``struct gate_struct``, little endian)::
 """
 from __future__ import annotations
 
+import re
+
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -219,19 +221,33 @@ class Gate:
 
 
 def parse_hex(text: str) -> bytes:
-    """'8e 00 ...', '0x8e,0x00', '8e00...' -> bytes; GateError with one line on bad input."""
+    """'8e 00 ...', '0x8e,0x0,...', '\\x8e\\x00', '8e00...' -> bytes; GateError with one line on bad input.
+
+    Commas, white space and ``\\x`` separate bytes, so a short item is a whole byte: ``0x0a, 0, 0`` is three
+    bytes (as Python's ``hex()`` writes them). An item of more than two digits is a run of bytes in the order
+    written (``8e00`` is 8e 00), and must have an even number of digits.
+    """
     if not isinstance(text, str):
         raise GateError(f"hex: expected text, got {type(text).__name__}")
-    cleaned = text.replace(",", " ").replace("\\x", " ").replace("0x", " ").replace("0X", " ")
-    digits = "".join(cleaned.split())
-    if not digits:
+    out = bytearray()
+    for item in re.split(r"[\s,]+|\\x", text):
+        digits = item[2:] if item[:2] in ("0x", "0X") else item
+        if not digits:
+            if item:
+                raise GateError(f"hex: {item!r} has no digits after 0x")
+            continue
+        bad = next((c for c in digits if c not in "0123456789abcdefABCDEF"), None)
+        if bad is not None:
+            raise GateError(f"hex: {bad!r} in {item!r} is not a hex digit")
+        if len(digits) <= 2:
+            out.append(int(digits, 16))
+        elif len(digits) % 2:
+            raise GateError(f"hex: {item!r} has an odd number of hex digits ({len(digits)}); each byte needs two")
+        else:
+            out += bytes.fromhex(digits)
+    if not out:
         raise GateError("hex: no hex digits given")
-    bad = next((c for c in digits if c not in "0123456789abcdefABCDEF"), None)
-    if bad is not None:
-        raise GateError(f"hex: {bad!r} is not a hex digit")
-    if len(digits) % 2:
-        raise GateError(f"hex: odd number of hex digits ({len(digits)}); each byte needs two")
-    return bytes.fromhex(digits)
+    return bytes(out)
 
 
 def layout(raw, mode: str = "long") -> list[Field]:
@@ -586,8 +602,9 @@ class IntRun:
         d = self.delivery
         lines = []
         if self.emulated:
-            lines.append(f"lidt loaded IDTR base={self.idtr[0]:#x} limit={self.idtr[1]:#x}; CPL {self.cpl} "
-                         f"executes {'int' if d.software else '(hardware interrupt at)'} {d.vector:#x}")
+            event = (f"executes int {d.vector:#x}" if d.software
+                     else f"is interrupted by a hardware interrupt on vector {d.vector:#x}")
+            lines.append(f"lidt loaded IDTR base={self.idtr[0]:#x} limit={self.idtr[1]:#x}; CPL {self.cpl} {event}")
         lines.append(d.summary())
         if self.emulated:
             if self.handler is not None:

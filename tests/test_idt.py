@@ -93,7 +93,7 @@ def test_bad_bytes_name_the_field(raw, mode, field):
         Gate.decode(raw, mode)
 
 
-@pytest.mark.parametrize("text,msg", [("8e 0", "odd"), ("zz", "not a hex"), ("", "no hex"), ("8e" * 15, "length")])
+@pytest.mark.parametrize("text,msg", [("8e0 00", "odd"), ("zz", "not a hex"), ("", "no hex"), ("8e" * 15, "length")])
 def test_bad_hex(text, msg):
     with pytest.raises(GateError, match=msg):
         Gate.decode(text)
@@ -334,7 +334,7 @@ def test_gate_workbench():
     w.paste.value = "00 10 08 00 00 8f 40 00 00 00 00 00 00 00 00 00"
     w.decode_paste()
     assert (w.kind.value, w.selector.value, w.dpl.value) == ("trap", "0x8", 0) and w.status.value == ""
-    w.paste.value = "8e 0"
+    w.paste.value = "8e0 00"
     w.decode_paste()
     assert "odd number" in w.status.value
 
