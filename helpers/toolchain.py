@@ -453,7 +453,8 @@ def go_build(source, *, flags=(), gcflags: str | None = None, ldflags: str | Non
     def build(workdir: Path):
         _write_sources(workdir, files)
         argv = [*args, "-o", out_name, "."]
-        p = go(*argv, timeout=timeout, env=extra, cwd=workdir, cgo=cgo)
+        with first_build_notice("go", goarch=goarch, cgo=cgo, buildmode=buildmode):
+            p = go(*argv, timeout=timeout, env=extra, cwd=workdir, cgo=cgo)
         output = (p.stderr + p.stdout).replace(str(workdir) + "/", "")
         if p.returncode != 0:
             errors = [l for l in output.splitlines() if l and not l.startswith("#")]
@@ -507,7 +508,8 @@ def cc(source, *, compiler: str = "zig", target: str | None = None, flags=(), ou
         _write_sources(workdir, files)
         env = {**os.environ, "ZIG_GLOBAL_CACHE_DIR": str(CACHE_DIR / "zig"),
                "ZIG_LOCAL_CACHE_DIR": str(CACHE_DIR / "zig-local")}
-        p = run(argv, timeout=timeout, env=env, cwd=workdir)
+        with first_build_notice(compiler, target=target, output=output):
+            p = run(argv, timeout=timeout, env=env, cwd=workdir)
         text = (p.stderr + p.stdout).replace(str(workdir) + "/", "")
         if p.returncode != 0:
             errors = [l for l in text.splitlines() if "error" in l] or text.strip().splitlines() or [""]
@@ -516,6 +518,23 @@ def cc(source, *, compiler: str = "zig", target: str | None = None, flags=(), ou
         return out_name, text, shown, tool.version
 
     return _cached_build(compiler, key, build)
+
+
+def first_build_notice(compiler: str, *, goarch: str = "amd64", cgo: bool = False, buildmode: str | None = None,
+                       target: str | None = None, output: str = "obj"):
+    """A progress line around the builds that take minutes the first time (helpers.progress): Go compiling its
+    standard library for a new mode, and zig building a C library for a target. Other builds get none."""
+    from contextlib import nullcontext
+
+    from .progress import first_build
+
+    if compiler == "go":
+        mode = f"GOARCH={goarch}" + (", cgo" if cgo else "") + (f", -buildmode={buildmode}" if buildmode else "")
+        return first_build(CACHE_DIR, f"go-{goarch}-{cgo}-{buildmode}", f"Go is compiling its standard library ({mode})")
+    if compiler == "zig" and output in ("exe", "shared") and "freestanding" not in (target or ""):
+        libc = "musl" if "musl" in (target or "") else "the C library"
+        return first_build(CACHE_DIR, f"zig-{target}-{output}", f"zig is building {libc} for {target or 'this machine'}")
+    return nullcontext()
 
 
 def report() -> list[str]:
