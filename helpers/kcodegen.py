@@ -606,8 +606,7 @@ def cflags_for(tree_or_flags, compiler: str, ibt: bool = False) -> list[str]:
     if compiler == "zig":
         # zig refuses a stack protector without a libc to provide __stack_chk_fail; clang has no
         # -mrecord-mcount (a clang-built kernel selects CONFIG_FTRACE_MCOUNT_USE_OBJTOOL instead)
-        flags = ["-target", "x86_64-freestanding-none",
-                 *(f for f in flags if not f.startswith(("-fstack-protector", "-mrecord-mcount")))]
+        flags = [f for f in flags if not f.startswith(("-fstack-protector", "-mrecord-mcount"))]
     return flags
 
 
@@ -618,8 +617,10 @@ def _overrides(compiler: str, ibt: bool) -> dict:
 
 
 def build_c(flags, compiler: str | None = None) -> toolchain.Build:
+    """The sample compiled to an object; zig builds for a freestanding x86-64 target (no libc, like the kernel)."""
     compiler = compiler or c_compiler()
-    return toolchain.cc(SAMPLE_C, compiler=compiler, flags=tuple(flags), output="obj")
+    target = "x86_64-freestanding-none" if compiler == "zig" else None
+    return toolchain.cc(SAMPLE_C, compiler=compiler, target=target, flags=tuple(flags), output="obj")
 
 
 def build_go(source: str = SAMPLE_GO, *, spectre: bool = False, kernel_text: bool = False) -> toolchain.Build:
@@ -629,7 +630,7 @@ def build_go(source: str = SAMPLE_GO, *, spectre: bool = False, kernel_text: boo
         source,
         gcflags="all=-spectre=ret" if spectre else None,
         flags=("-asmflags=all=-spectre=ret",) if spectre else (),
-        ldflags=f"-T={KERNEL_TEXT}" if kernel_text else None)
+        ldflags=f"-T={KERNEL_TEXT:#x}" if kernel_text else None)
 
 
 # ------------------------------------------------------------------------------------------ kernel headers

@@ -317,11 +317,11 @@ def _check_cc_flags(flags) -> list[str]:
 
 
 _GO_BUILD_FLAG = re.compile(r"-a|-v|-x|-race|-trimpath|-buildvcs=(?:true|false|auto)|-tags=[\w,.]*|-p=\d+"
-                            r"|-mod=(?:mod|readonly|vendor)|-compiler=gc|-pgo=off|-cover")
-_GC_FLAG = re.compile(r"(?:all=)?(?:-m(?:=\d)?|-l|-N|-S|-B|-C|-e|-w|-wb|-live|-smallframes|-std"
+                            r"|-mod=(?:mod|readonly|vendor)|-compiler=gc|-pgo=off|-cover|-asmflags=(?:all=)?-spectre=ret")
+_GC_FLAG = re.compile(r"(?:all=)?(?:-m(?:=\d)?|-l|-N|-S|-B|-C|-e|-w|-wb|-live|-smallframes|-std|-spectre=(?:ret|index|all)"
                       r"|-d=(?:checkptr|ssa/check_bce/debug|ssa/prove/debug|nil|wb|append|defer|libfuzzer)(?:=\d)?)")
 _LD_GO_FLAG = re.compile(r"(?:all=)?(?:-s|-w|-X=?[\w./-]+=[\w.+-]*|-linkmode=(?:internal|external)"
-                         r"|-compressdwarf=(?:true|false)|-T=?0x[0-9a-fA-F]+)")
+                         r"|-compressdwarf=(?:true|false)|-T=?-?0x[0-9a-fA-F]+)")
 _GO_ENV = {"GOARCH": r"amd64|386|arm64|arm|riscv64", "GOOS": r"linux", "GOAMD64": r"v[1-4]", "GO386": r"sse2|softfloat",
            "GOEXPERIMENT": r"[\w,]*", "GODEBUG": r"[\w=.,]*", "GOMAXPROCS": r"\d+", "CGO_ENABLED": r"[01]?"}
 
