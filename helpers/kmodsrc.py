@@ -168,11 +168,14 @@ module_param_cb(probe, &probe_ops, NULL, 0200);
 # A static x86-64 program with no libc. It makes the same system call two ways: through the 32-bit entry,
 # INT $0x80 with the i386 call numbers (arch/x86/entry/syscalls/syscall_32.tbl: 20 getpid, 4 write), and
 # through SYSCALL with the x86-64 numbers (syscall_64.tbl: 39 getpid, 1 write), and prints both results.
-INT80 = r'''
-static long sys64(long n, long a, long b, long c)
+# Then three children try software interrupts from ring 3 and the parent prints how each ended (wait4's
+# status: 0 = exited normally, else the signal): INT $0x80 again, INT3 (vector 3) and INT $0x81.
+INT80 = r"""
+static long sys64(long n, long a, long b, long c, long d)
 {
 	long ret;
-	__asm__ volatile ("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+	register long r10 __asm__("r10") = d;
+	__asm__ volatile ("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
 	return ret;
 }
 
@@ -183,7 +186,7 @@ static long int80(long n, long a, long b, long c)
 	return ret;
 }
 
-static char buf[96];
+static char buf[160];
 
 static int put_num(char *p, long v)
 {
@@ -202,21 +205,46 @@ static int put_str(char *p, const char *s)
 	return k;
 }
 
+/* fork; the child runs one software interrupt and exits 0 if it survives; the parent returns the child's
+   wait4 status: 0 for a normal exit 0, else the number of the signal that killed it (status & 0x7f). */
+static long child_status(int which)
+{
+	int status = -1;
+	long pid = sys64(57, 0, 0, 0, 0);                              /* fork */
+	if (pid == 0) {
+		if (which == 3)
+			__asm__ volatile ("int3");
+		else if (which == 0x81)
+			__asm__ volatile ("int $0x81");
+		else
+			int80(20, 0, 0, 0);
+		sys64(60, 0, 0, 0, 0);
+	}
+	sys64(61, pid, (long)&status, 0, 0);                           /* wait4(pid, &status, 0, NULL) */
+	return status & 0x7f;
+}
+
 void _start(void)
 {
 	static const char hello[] = "@@ int80 write through int $0x80\n";
 	long wrote = int80(4, 1, (long)hello, sizeof hello - 1);      /* i386 write(1, hello, len) */
 	long pid32 = int80(20, 0, 0, 0);                                /* i386 getpid */
-	long pid64 = sys64(39, 0, 0, 0);                                /* x86-64 getpid */
+	long pid64 = sys64(39, 0, 0, 0, 0);                             /* x86-64 getpid */
 	int k = put_str(buf, "@@ int80 wrote=");
 	k += put_num(buf + k, wrote);
 	k += put_str(buf + k, " getpid_int80=");
 	k += put_num(buf + k, pid32);
 	k += put_str(buf + k, " getpid_syscall=");
 	k += put_num(buf + k, pid64);
+	k += put_str(buf + k, "\n@@ ring3 int80_signal=");
+	k += put_num(buf + k, child_status(0x80));
+	k += put_str(buf + k, " int3_signal=");
+	k += put_num(buf + k, child_status(3));
+	k += put_str(buf + k, " int81_signal=");
+	k += put_num(buf + k, child_status(0x81));
 	buf[k++] = '\n';
-	sys64(1, 1, (long)buf, k);
-	sys64(60, 0, 0, 0);                                             /* exit(0) */
+	sys64(1, 1, (long)buf, k, 0);
+	sys64(60, 0, 0, 0, 0);                                          /* exit(0) */
 	for (;;) { }
 }
-'''
+"""

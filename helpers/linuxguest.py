@@ -709,22 +709,30 @@ def unknown_symbols(kernel_lines) -> list[str]:
     return [m.group(1) for l in kernel_lines for m in [re.search(r"Unknown symbol (\S+) \(err", l)] if m]
 
 
+SIGNALS = {0: "none (exited normally)", 5: "SIGTRAP", 11: "SIGSEGV"}
+
+
 def int80() -> dict:
-    """Chapter 3a: ``INT $0x80`` from a static 64-bit program on this kernel.
+    """Chapter 3a: software interrupts from a static 64-bit user program on this kernel.
 
     Returns {"works": bool, "wrote": bytes written by the i386 write through INT $0x80, "getpid_int80",
-    "getpid_syscall", "ia32_emulation": the kernel's CONFIG_IA32_EMULATION, "line": the program's message,
-    "provenance": str}. ``works`` is True when the INT $0x80 write printed its line and the i386 getpid (20)
-    returned the same pid as the x86-64 getpid (39) through SYSCALL.
+    "getpid_syscall", "ring3": {"int $0x80": signal, "int3": signal, "int $0x81": signal} (how a child that ran
+    each instruction ended: "none (exited normally)", "SIGTRAP", "SIGSEGV"), "ia32_emulation": the kernel's
+    CONFIG_IA32_EMULATION, "line": the program's message, "provenance": str}. ``works`` is True when the
+    INT $0x80 write printed its line and the i386 getpid (20) returned the same pid as the x86-64 getpid (39).
+    A gate with DPL 3 lets ring 3 in (0x80: the system call, 3: #BP, delivered as SIGTRAP); INT $0x81 meets a
+    DPL-0 gate and raises #GP, which Linux delivers as SIGSEGV.
     """
     r = results()
     s = r.step("int80")
-    nums = dict(re.findall(r"(\w+)=(-?\d+)", " ".join(s.out)))
+    text = " ".join(s.out)
+    got = {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", text)}
     line = next((l for l in s.out if "through int" in l), "")
-    got = {k: int(v) for k, v in nums.items()}
     works = bool(line) and got.get("getpid_int80") == got.get("getpid_syscall") and got.get("getpid_int80", 0) > 0
+    ring3 = {name: SIGNALS.get(got[key], f"signal {got[key]}") for name, key in
+             (("int $0x80", "int80_signal"), ("int3", "int3_signal"), ("int $0x81", "int81_signal")) if key in got}
     return {"works": works, "wrote": got.get("wrote"), "getpid_int80": got.get("getpid_int80"),
-            "getpid_syscall": got.get("getpid_syscall"), "line": line.removeprefix("@@ ").strip(),
+            "getpid_syscall": got.get("getpid_syscall"), "ring3": ring3, "line": line.removeprefix("@@ ").strip(),
             "ia32_emulation": r.host["config"]["CONFIG_IA32_EMULATION"], "provenance": r.provenance()}
 
 

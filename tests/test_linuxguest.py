@@ -88,7 +88,9 @@ def test_live_guest_matches_recording_and_is_fast():
     assert L.comparable(live) == L.comparable(recorded)
     r = L.results()
     assert not r.recorded and r.step("insmod_hello").rc == 0
-    assert L.int80()["works"] is True
+    i = L.int80()
+    assert i["works"] is True and i["ia32_emulation"] == "y"
+    assert i["ring3"] == {"int $0x80": "none (exited normally)", "int3": "SIGTRAP", "int $0x81": "SIGSEGV"}
 
 
 def test_recording_stands_alone():
