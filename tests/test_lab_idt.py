@@ -2,9 +2,11 @@
 import subprocess
 import sys
 
+import pytest
+
 from hypothesis import given, settings, strategies as st
 
-from helpers import idt
+from helpers import idt, vm
 from helpers.labs import idt as lab
 
 
@@ -81,3 +83,30 @@ def test_notebook_reference_solution_is_right_for_every_seed():
             exec(src, scope)
         wrong = [f.line() for f in lab.check(problem, scope["answers"]) if not f.ok]
         assert not wrong, (seed, wrong)
+
+
+needs_qemu = pytest.mark.skipif(not vm.available() and not vm.require_vm_env(), reason="qemu-system-x86_64 not installed (BOOK_REQUIRE_VM=1 makes this a failure)")
+
+
+@needs_qemu
+@pytest.mark.parametrize("seed", [7, 42])
+def test_on_qemu_confirms_the_right_gate_and_names_wrong_attributes(seed):
+    from helpers.idt import Gate
+    from helpers.labs.idt import generate, on_qemu
+    p = generate(seed)
+    right = next(q for q in p.questions if q.id == "encode").answer
+    report = on_qemu(p, right)
+    assert report.count(" ok ") == 3 and "DIFFERENT" not in report
+    wrong_kind = "trap" if p.params["encode_kind"] == "interrupt" else "interrupt"
+    wrong = Gate(0, 0x10, ist=p.params["encode_ist"], kind=wrong_kind, dpl=p.params["encode_dpl"]).encode()
+    assert [l.split()[0] for l in on_qemu(p, wrong).splitlines() if "DIFFERENT" in l] == ["kind"]
+    absent = Gate(0, 0x10, present=False).encode()
+    assert "raised #NP" in on_qemu(p, absent)
+
+
+@pytest.mark.parametrize("value, message", [(None, "nothing to run yet"), ("zz", "not a hex digit"),
+                                            (b"\x00" * 15, "16 bytes, got 15")])
+def test_on_qemu_bad_input_is_one_line(value, message):
+    from helpers.labs.idt import generate, on_qemu
+    out = on_qemu(generate(7), value)
+    assert message in out and "\n" not in out

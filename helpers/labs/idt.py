@@ -216,3 +216,56 @@ def answer_key(seed: int) -> str:
     """The instructor's key for ``seed`` as plain text (the CLI's ``-c`` output)."""
     p = generate(seed)
     return "\n".join(f"{q.id}: {format_answer(q.kind, q.answer, q.width, q.item_kind)}" for q in p.questions)
+
+
+# ----------------------------------------------------------------------------------------------- on QEMU
+def on_qemu(problem: Problem, encoded) -> str:
+    """Run the student's encoded gate on a real CPU implementation: QEMU, booting the book's test kernel
+    (helpers.guests.idtk), and say attribute by attribute what the CPU made of it.
+
+    The test kernel has its own code segment and handlers, so the offset and selector fields are replaced by
+    the kernel's (selector 0x10, the stub for vector 0x80); every other bit -- IST, type, DPL, P, the zero and
+    reserved bits -- is the student's. ``INT 0x80`` then runs from CPL 0 and from CPL 3: the handler's RFLAGS
+    show the type (IF), its RSP the stack (IST), and whether CPL 3 gets in the DPL. One line per attribute;
+    bad input or a missing QEMU is one line too."""
+    from helpers import vm
+    from helpers.guests import idtk
+    if encoded is None:
+        return "nothing to run yet: set answers['encode'] to your 16 bytes first"
+    try:
+        raw = idt.parse_hex(encoded) if isinstance(encoded, str) else bytes(encoded)
+    except (TypeError, ValueError) as e:
+        return f"cannot run that: {e}"
+    if len(raw) != 16:
+        return f"cannot run that: a long-mode gate is 16 bytes, got {len(raw)}"
+    stub = idtk.stub(idtk.V)
+    mine = bytearray(raw)
+    mine[0:2], mine[2:4] = (stub & 0xFFFF).to_bytes(2, "little"), idt.KERNEL_CS.to_bytes(2, "little")
+    mine[6:8], mine[8:12] = ((stub >> 16) & 0xFFFF).to_bytes(2, "little"), (stub >> 32).to_bytes(4, "little")
+    runs = [idtk.Scenario(f"lab gate, INT 0x80 from CPL {cpl}", idtk.V, cpl=cpl, rflags=0x202, gates={idtk.V: bytes(mine)})
+            for cpl in (0, 3)]
+    try:
+        batch = idtk.run(runs)
+    except vm.VMError as e:  # VMMissing included: one line saying what to install
+        return f"QEMU check not run: {e}"
+    (_, k), (_, u) = batch
+    p = problem.params
+    tops = {idtk.KSTACK_TOP: 0, **{top: n + 1 for n, top in enumerate(idtk.IST_TOPS)}}
+    lines = [f"QEMU ran your gate's attribute bytes {idt.hexbytes(bytes(mine[4:6]))} (and reserved bytes "
+             f"{idt.hexbytes(bytes(mine[12:16]))}) at IDT[0x80]: {batch.run.qemu}"]
+    if k.vector != idtk.V:
+        what = {11: "#NP: the present bit is clear", 13: "#GP: the CPU does not accept it as a 64-bit gate"}
+        lines.append(f"  INT 0x80 at CPL 0 raised {what.get(k.vector, f'vector {k.vector}')}; the problem asks for "
+                     f"a present {p['encode_kind']} gate")
+        return "\n".join(lines)
+    kind = "interrupt" if not k.rflags & idt.IF else "trap"
+    ist = next((n for top, n in tops.items() if 0 < top - k.rsp <= 128), None)
+    dpl3 = u.vector == idtk.V
+    checks = [("kind", kind, p["encode_kind"], f"IF={k.rflags >> 9 & 1} in the handler"),
+              ("IST", ist, p["encode_ist"], f"handler entered with RSP {k.rsp:#x}"),
+              ("DPL", "3" if dpl3 else "0-2", "3" if p["encode_dpl"] == 3 else "0-2",
+               "INT 0x80 from CPL 3 " + ("got in" if dpl3 else "raised #GP"))]
+    for what, got, want, how in checks:
+        mark = "ok" if got == want else "DIFFERENT"
+        lines.append(f"  {what:5} machine: {got!s:9} problem: {want!s:9} {mark:9} ({how})")
+    return "\n".join(lines)
