@@ -47,6 +47,11 @@ def stub(vector: int) -> int:
     return STUB_BASE + 16 * vector
 
 
+@lru_cache(maxsize=1)
+def _baseline_bytes() -> tuple[bytes, ...]:
+    return tuple(g.encode("long") for _, g in sorted(baseline_idt().items()))
+
+
 def baseline_idt() -> dict[int, Gate]:
     """The IDT the kernel starts every scenario from: an interrupt gate, DPL 0, selector 0x10, for each of the
     256 vectors, pointing at its stub; #DF uses IST1, as Linux's does (arch/x86/kernel/idt.c, ISTG)."""
@@ -98,7 +103,7 @@ class Scenario:
         return {v: (g.encode("long") if isinstance(g, Gate) else bytes(g)) for v, g in self.gates.items()}
 
     def idt_bytes(self) -> dict[int, bytes]:
-        table = {v: g.encode("long") for v, g in baseline_idt().items()}
+        table = dict(enumerate(_baseline_bytes()))
         table.update(self.gate_bytes())
         return table
 
@@ -142,8 +147,8 @@ def scenarios_inc(scenarios) -> str:
                 f"event_{i}:", f"    int ${s.vector:#x}" if s.event == "int" else "    nop",
                 "    jmp no_event" if s.cpl == 0 else "    ud2"]
     out += ["    .data", "    .align 16", "idt_pristine:"]
-    for v, g in sorted(baseline_idt().items()):
-        out.append("    .byte " + ", ".join(f"{b:#04x}" for b in g.encode("long")))
+    for raw in _baseline_bytes():
+        out.append("    .byte " + ", ".join(f"{b:#04x}" for b in raw))
     return "\n".join(out) + "\n"
 
 
