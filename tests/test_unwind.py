@@ -224,3 +224,15 @@ def test_sets_up_frame_pointer_patterns():
     assert sets_up_frame_pointer(bytes.fromhex("f30f1efa 55 be10000000 4889e5".replace(" ", "")))
     assert not sets_up_frame_pointer(bytes.fromhex("53 4889fb c3".replace(" ", "")))
     assert not sets_up_frame_pointer(b"")
+
+
+def test_draw_cfi_rows_one_band_per_function_and_bad_names():
+    from helpers.viz.frames import draw_cfi_rows
+    table = CfiTable.from_elf(build_chain("zig", frame_pointer=False).path)
+    fig = draw_cfi_rows(table, CHAIN)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(CHAIN)
+    rows = sum(len(table.function(n).rows) for n in CHAIN)
+    assert len([p for p in ax.patches if p.get_width() > 0]) == rows
+    with pytest.raises(ValueError):
+        draw_cfi_rows(table, ["no_such_function"])

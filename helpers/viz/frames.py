@@ -79,3 +79,46 @@ def _rect(y0, y1, colour):
     from matplotlib.patches import Rectangle
 
     return Rectangle((0, y0), 1, y1 - y0, facecolor=colour, alpha=0.25, edgecolor=colour)
+
+
+RULE_COLOURS = ("#DDEBF7", "#9DC3E6", "#F8CBAD", "#C5E0B4", "#FFE699", "#D9D2E9", "#F4B183", "#A9D18E",
+                "#BDD7EE", "#E2F0D9")
+
+
+def draw_cfi_rows(table, names, title=None, figsize=(7.2, 2.4)):
+    """The CFI rows of each function in ``names`` (from ``table``, a :class:`helpers.unwind.CfiTable`) as one
+    band per function: x is the byte offset from the function's start, each segment the code range one row
+    covers, coloured by its CFA rule; the registers the row has saved are written inside when there is room."""
+    fdes = [(n, table.function(n)) for n in names]
+    missing = [n for n, f in fdes if f is None]
+    if missing:
+        raise ValueError(f"no CFI for {', '.join(missing)}")
+    rules = []
+    for _n, f in fdes:
+        for r in f.rows:
+            rule = f"CFA={r.cfa_reg}{r.cfa_offset:+d}"
+            if rule not in rules:
+                rules.append(rule)
+    colour = {rule: RULE_COLOURS[k % len(RULE_COLOURS)] for k, rule in enumerate(rules)}
+    fig = new_figure(figsize)
+    ax = fig.add_subplot(1, 1, 1)
+    width = max(f.end - f.start for _n, f in fdes)
+    for y, (name, f) in enumerate(fdes):
+        for k, r in enumerate(f.rows):
+            lo = r.pc - f.start
+            hi = (f.rows[k + 1].pc if k + 1 < len(f.rows) else f.end) - f.start
+            rule = f"CFA={r.cfa_reg}{r.cfa_offset:+d}"
+            ax.barh(y, hi - lo, left=lo, height=0.7, color=colour[rule], edgecolor="#444", linewidth=0.6)
+            saved = ",".join(sorted(s for s in r.saved if s != "rip"))
+            char = width * 4.6 / (figsize[0] * 72 * 0.8)          # one 7-pt monospace character, in bytes
+            if saved and hi - lo >= (len(saved) + 1) * char:
+                ax.text((lo + hi) / 2, y, saved, ha="center", va="center", fontsize=7, family="monospace")
+    ax.set_yticks(range(len(fdes)), [n for n, _f in fdes], fontsize=8, family="monospace")
+    ax.invert_yaxis()
+    ax.set_xlim(0, width)
+    ax.set_xlabel("bytes from the function's first instruction (text inside: registers saved so far)", fontsize=8)
+    handles = [ax.barh(0, 0, color=colour[r], edgecolor="#444", label=r) for r in rules]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(rules), 4), fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
