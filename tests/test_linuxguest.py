@@ -134,3 +134,22 @@ def test_kbuild_rules_pick_the_real_flags():
     assert rules["no red zone (interrupts push on the same stack)"] == ["-mno-red-zone"]
     assert rules["kernel code model (top 2 GiB)"] == ["-mcmodel=kernel"]
     assert rules["IBT / CET (endbr64)"] == ["-fcf-protection=none"]      # Debian 6.1: CONFIG_X86_KERNEL_IBT off
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet="-abcdefxyz=,./_0123456789\"' ", min_size=1, max_size=15), max_size=12))
+def test_parse_cmd_file_round_trip(flags):
+    import shlex
+    line = (f"cmd_/m/x.o := gcc-12 {shlex.join(flags)} -c -o /m/x.o /m/x.c ; "
+            "./tools/objtool/objtool --orc --module /m/x.o\n")
+    cc, parsed, objtool = L.parse_cmd_file("source_x := y\n" + line)
+    assert cc == "gcc-12" and parsed == (*flags, "-c", "-o", "/m/x.o") and objtool == ("--orc", "--module")
+
+
+@need_live
+def test_modpost_refusal_is_one_line():
+    src = '#include <linux/module.h>\nMODULE_LICENSE("GPL");\nint nowhere(void);\n' \
+          'static int __init m_init(void) { return nowhere(); }\nmodule_init(m_init);\n'
+    with pytest.raises(L.GuestError) as e:
+        L.build_modules({"Kbuild": "obj-m := undef.o\n", "undef.c": src})
+    assert str(e.value) == 'kbuild failed: ERROR: modpost: "nowhere" [M/undef.ko] undefined!'
