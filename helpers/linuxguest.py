@@ -619,11 +619,18 @@ def run_live(*, timeout: float = BOOT_TIMEOUT) -> dict:
     """Build everything, boot once, run every step; the result dict (cached by a hash of the inputs)."""
     if missing():
         raise GuestMissing("cannot run the Linux guest here: missing " + ", ".join(missing()))
-    builds = _builds()
-    cache = toolchain.CACHE_DIR / "guest" / f"linux-{_cache_key(builds)}.json"
+    from helpers import progress
+    with progress.first_build(toolchain.CACHE_DIR, "linux-guest-modules",
+                              "kbuild builds the chapter's kernel modules (and Go builds a C archive for one)",
+                              "about a minute"):
+        builds = _builds()
+    key = _cache_key(builds)
+    cache = toolchain.CACHE_DIR / "guest" / f"linux-{key}.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    console, elapsed = _boot(initramfs(_guest_files(builds), guest_script()), timeout)
+    with progress.first_build(toolchain.CACHE_DIR, f"linux-guest-{key}",
+                              "QEMU boots Debian's kernel and runs every module experiment", "10-30 seconds"):
+        console, elapsed = _boot(initramfs(_guest_files(builds), guest_script()), timeout)
     steps = parse_console(console)
     data = {"versions": versions(), "append": APPEND,
             "steps": {n: {"cmd": c, "out": list(steps[n].out), "rc": steps[n].rc, "kernel": list(steps[n].kernel)}
