@@ -886,6 +886,19 @@ def _compiled_calls(name: str, compiler: str) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=32)
+def _callers_text(name: str, compiler: str) -> LoadedText:
+    """:func:`callers_source` built once (cached on disk) and loaded once per process: every ``call_<n>`` with its
+    callee (C: ``ret`` stubs for the external ``f<n>``; Go: the real ``main.F<n>``)."""
+    from helpers import toolchain
+    c = convention(name)
+    if c.attribute == "Go":
+        names = [f"main.{f}{n}" for n in range(WIDGET_MAX_ARGS + 1) for f in ("Call", "F")]
+        return load_functions(toolchain.go_build(callers_source(c)).path, names)
+    return load_object(toolchain.cc(callers_source(c), **compile_flags(c, compiler)).path,
+                       stubs=tuple(f"f{k}" for k in range(WIDGET_MAX_ARGS + 1)))
+
+
 def predicted_locations(conv, nargs: int) -> list[str]:
     """Where :func:`place_arguments` puts :func:`canonical_args` ``(nargs)``: ``"%eax"``, ``"4(%esp)"``, ..."""
     c = convention(conv)
@@ -900,19 +913,16 @@ def observed_arguments(conv, nargs: int, compiler: str = "zig") -> list[str]:
     :func:`callers_source`, compiled, in the emulator; at the callee's first instruction find each of the
     :func:`canonical_args` constants among the registers and the stack slots. Returns one location per
     argument, as :meth:`Placement.where` spells it (``"%eax"``, ``"4(%esp)"``), or ``"?"`` if not found."""
-    from helpers import toolchain
     c = convention(conv)
     if not isinstance(nargs, int) or isinstance(nargs, bool) or not 0 <= nargs <= WIDGET_MAX_ARGS:
         raise ValueError(f"nargs must be an integer from 0 to {WIDGET_MAX_ARGS}, got {nargs!r}")
+    if compiler not in ("zig", "gcc"):
+        raise ValueError(f"unknown compiler {compiler!r} (use 'zig' or 'gcc')")
+    text = _callers_text(c.name, "go" if c.attribute == "Go" else compiler)
     if c.attribute == "Go":
-        caller, callee = f"main.Call{nargs}", f"main.F{nargs}"
-        text = load_functions(toolchain.go_build(callers_source(c)).path, [caller, callee])
-        extra = {"r14": GO_FAKE_G}
+        caller, callee, extra = f"main.Call{nargs}", f"main.F{nargs}", {"r14": GO_FAKE_G}
     else:
-        caller, callee = f"call_{nargs}", f"f{nargs}"
-        text = load_object(toolchain.cc(callers_source(c), **compile_flags(c, compiler)).path,
-                           stubs=tuple(f"f{k}" for k in range(WIDGET_MAX_ARGS + 1)))
-        extra = {}
+        caller, callee, extra = f"call_{nargs}", f"f{nargs}", {}
     start, _ = text.function(caller)
     target, _ = text.function(callee)
     w, seen = c.word, {}

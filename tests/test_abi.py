@@ -230,6 +230,8 @@ def test_observed_arguments_match_the_table_for_every_count(name):
 def test_observed_arguments_rejects_bad_counts(bad):
     with pytest.raises(ValueError):
         abi.observed_arguments("cdecl", bad)
+    with pytest.raises(ValueError):
+        abi.observed_arguments("cdecl", 2, "tcc")
 
 
 def test_load_object_stubs_resolve_external_calls():
