@@ -12,6 +12,8 @@ What it reads (primary sources):
   and evaluates it against the configuration, so a rule that this kernel's configuration switches off
   (IBT on Debian 6.1) is reported as off, not assumed;
 * a real kbuild product: a module shipped by Debian's ``linux-image`` package, compiled by kbuild;
+* the compiler command kbuild really ran for a module (:func:`real_kbuild`, from helpers.linuxguest), against
+  which the Makefile reading is checked;
 * ELF files, with pyelftools (sections, relocations, symbols) and capstone (instructions).
 
 API::
@@ -22,11 +24,16 @@ API::
     eval_condition(cond, config)            -> True | False | None (None: depends on the compiler, not .config)
     kernel_rules(tree)                      -> [Finding]  one per RULES entry: file, line, flags, active
     kernel_cflags(findings)                 -> ["-mno-sse", ..., "-mcmodel=kernel", ...]  (C flags kbuild adds)
-    rust_flags(tree)                        -> {rule key: "-Cno-redzone=y" | None}  (Rust-for-Linux's flags)
-    measure(path)                           -> Measure: counts of every rule's footprint in an ELF file
-    build_c(flags) / build_go(...)          -> cached builds of the chapter's sample function (SAMPLE_C, SAMPLE_GO)
-    evidence()                              -> {"rules": ..., "columns": {...}} live, or the recording
+    rust_flags(tree)                        -> {rule key: "-Cno-redzone=y" | None}  (where Rust-for-Linux states a rule)
+    rust_kernel_flags(tree)                 -> every stable -C flag kbuild gives rustc
+    real_kbuild() / codegen_flags(flags)    -> the command kbuild really ran (helpers.linuxguest), its codegen part
+    measure(path, only="")                  -> Measure: counts of every rule's footprint in an ELF file
+    function_rows(path, names)              -> per-function SIMD / X15 / %fs counts
+    listing(path, name, match)              -> a function's instructions, call targets named
+    build_c / build_go / build_rust         -> cached builds of the chapter's sample (SAMPLE_C, SAMPLE_GO, SAMPLE_RS)
+    evidence()                              -> Evidence: kernel facts (live, or the recording) and every measurement
     matrix(ev)                              -> rows of the rules x compilers table, every cell computed
+    python -m helpers.kcodegen record       -> writes helpers/recorded/kcodegen_kernel.json (and kcodegen_rust.json)
 
 Bad input raises :class:`KcodegenError` (a ValueError) with one line.
 """
@@ -524,6 +531,42 @@ def function_code(path, name: str) -> tuple[int, bytes]:
         raise KcodegenError(str(e)) from None
 
 
+def rust_kernel_flags(tree: KernelTree, overrides: dict | None = None) -> list[str]:
+    """Every stable ``-C`` code-generation flag kbuild gives rustc (``KBUILD_RUSTFLAGS`` in the top-level and
+    arch Makefiles, on lines this configuration keeps). ``-Z`` flags need a nightly compiler and are left out."""
+    config = _config(tree, overrides)
+    out: list[str] = []
+    for rel in ("Makefile", "arch/x86/Makefile"):
+        for ln in conditional_lines(tree.read(rel)):
+            if not re.match(r"^\s*KBUILD_RUSTFLAGS\s*[:+]?=", ln.text) or line_active(ln, config) is False:
+                continue
+            for w in flags_of(ln.text):
+                if w.startswith("-C") and not w.endswith("=") and w not in out:
+                    out.append(w)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ real kbuild
+CODEGEN_FLAG = re.compile(r"-m[a-z0-9][\w=.,-]*|-f(?!macro-prefix-map)[A-Za-z0-9][\w=+.-]*|-O[0-3s]|-pg|-std=[\w+]+")
+
+
+def real_kbuild():
+    """The compiler command kbuild really ran for an x86-64 module (helpers.linuxguest.kbuild_flags: a real
+    module build, or its recording), or None where that helper cannot say."""
+    try:
+        from helpers import linuxguest
+        k = linuxguest.kbuild_flags()
+    except Exception as e:  # noqa: BLE001 - any failure of the VM helper means: no real build to compare with
+        return {"error": str(e).splitlines()[0] if str(e) else type(e).__name__}
+    return {"compiler": k.compiler, "flags": list(k.flags), "objtool": list(k.objtool), "release": k.release,
+            "recorded": k.recorded}
+
+
+def codegen_flags(flags) -> list[str]:
+    """The code-generation part of a compiler command line (machine, -f, optimisation and ftrace flags)."""
+    return [f for f in flags if CODEGEN_FLAG.fullmatch(f)]
+
+
 # ------------------------------------------------------------------------------------------ the samples
 # One small unit, written twice. Each function provokes one rule: clear_big (a 64-byte store: SIMD in user
 # space), scratch (a leaf with a local array: the red zone), apply (an indirect call: retpolines), lookup
@@ -633,6 +676,74 @@ def build_go(source: str = SAMPLE_GO, *, spectre: bool = False, kernel_text: boo
         ldflags=f"-T={KERNEL_TEXT:#x}" if kernel_text else None)
 
 
+# The same unit in Rust (no_std, extern "C" so the symbols keep their names), for Rust-for-Linux's flags.
+SAMPLE_RS = r"""#![no_std]
+pub struct Item { pub next: *const Item, pub key: i64 }
+pub struct Big { pub a: [i64; 8] }
+#[no_mangle] pub static mut TABLE: [i64; 16] = [0; 16];
+#[no_mangle] pub unsafe extern "C" fn sum_keys(mut it: *const Item) -> i64 {
+    let mut s = 0; while !it.is_null() { s += (*it).key; it = (*it).next; } s }
+#[no_mangle] pub extern "C" fn clear_big(b: &mut Big) { *b = Big { a: [0; 8] }; }
+#[no_mangle] pub extern "C" fn apply(f: extern "C" fn(i64) -> i64, x: i64) -> i64 { f(x) + 1 }
+#[no_mangle] pub unsafe extern "C" fn lookup(i: i64) -> *mut i64 { core::ptr::addr_of_mut!(TABLE[(i & 15) as usize]) }
+#[no_mangle] pub extern "C" fn scratch(k: i64) -> i64 {
+    let mut a = [0i64; 8];
+    for i in 0..8 { unsafe { core::ptr::write_volatile(&mut a[i], i as i64 * k) } }
+    unsafe { core::ptr::read_volatile(&a[(k & 7) as usize]) } }
+#[panic_handler] fn panic(_: &core::panic::PanicInfo) -> ! { loop {} }
+"""
+RUST_RECORDING = RECORDING.with_name("kcodegen_rust.json")
+RUST_USER_FLAGS = ("-Copt-level=2", "-Cpanic=abort")
+
+
+def rustc() -> str | None:
+    """rustc on this machine (not one of the book's pins: the Rust column falls back on a recording)."""
+    import shutil
+    found = shutil.which("rustc") or str(Path.home() / ".cargo/bin/rustc")
+    return found if Path(found).is_file() else None
+
+
+def build_rust(flags) -> Path:
+    """Compile :data:`SAMPLE_RS` to an object with rustc and ``flags`` (cached by rustc version and flags)."""
+    exe = rustc()
+    if exe is None:
+        raise toolchain.ToolMissing("rustc not found (the chapter shows a recording instead)")
+    if not all(isinstance(f, str) and re.fullmatch(r"-C[a-z-]+=[\w.,+-]+", f) for f in flags):
+        raise KcodegenError("Rust flags must be -Cname=value code-generation options")
+    version = toolchain.run([exe, "--version"], timeout=30, check=True).stdout.strip()
+    key = hashlib.sha256(json.dumps([version, SAMPLE_RS, list(flags)]).encode()).hexdigest()[:20]
+    out_dir = toolchain.CACHE_DIR / "builds" / f"rustc-{key}"
+    obj = out_dir / "out.o"
+    if not obj.is_file():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "k.rs").write_text(SAMPLE_RS)
+        toolchain.run([exe, "--edition=2021", "--crate-type=lib", "--emit=obj", "-o", "out.o", *flags, "k.rs"],
+                      timeout=120, cwd=out_dir, check=True)
+    return obj
+
+
+def _sample_digest() -> str:
+    return hashlib.sha256(SAMPLE_RS.encode()).hexdigest()[:16]
+
+
+def rust_measure(kernel_flags, live: bool = False) -> dict:
+    """The Rust sample measured with user-space flags and with the kernel's: from the recording when it was
+    made from this sample with these flags (rustc is not one of the book's pins, so every machine shows the
+    same numbers), else by running rustc where it is installed. ``live=True`` always runs rustc."""
+    saved = json.loads(RUST_RECORDING.read_text()) if RUST_RECORDING.exists() else None
+    current = saved is not None and saved.get("flags") == list(kernel_flags) and saved.get("sample") == _sample_digest()
+    if current and not live:
+        return {**saved, "provenance": f"recorded by `python -m helpers.kcodegen record` with {saved['rustc']}",
+                "recorded": True}
+    exe = rustc()
+    if exe is None:
+        raise toolchain.ToolMissing("rustc not found and no recording of the Rust sample with these flags")
+    version = toolchain.run([exe, "--version"], timeout=30, check=True).stdout.strip()
+    return {"user": measure(build_rust(RUST_USER_FLAGS)).row(), "kernel": measure(build_rust(kernel_flags)).row(),
+            "provenance": f"run here with {version}", "rustc": version, "flags": list(kernel_flags),
+            "sample": _sample_digest(), "recorded": False}
+
+
 # ------------------------------------------------------------------------------------------ kernel headers
 def pt_regs_size(header: str) -> int:
     """sizeof(struct pt_regs) for x86-64 from arch/x86/include/asm/ptrace.h: the struct after ``#else /*
@@ -699,6 +810,7 @@ def kernel_facts(tree: KernelTree | None = None) -> dict:
         "cflags": {cc: {"base": kernel_cflags(tree, _overrides(cc, False)), "ibt": kernel_cflags(tree, _overrides(cc, True))}
                    for cc in ("gcc", "zig")},
         "rust": rust_flags(tree),
+        "rustflags": rust_kernel_flags(tree),
         "config": {k: config.get(k, "not set") for k in CONFIG_KEYS},
         "stacks": kernel_stack_facts(tree),
         "gfp_atomic": header_lines(tree, "include/linux/gfp_types.h", r"define GFP_ATOMIC\b|GFP_ATOMIC users"),
@@ -713,6 +825,9 @@ class Evidence:
     recorded: bool
     compiler: str         # the C compiler used for the sample
     measures: dict        # column -> Measure.row()
+    kbuild: dict = field(default_factory=dict)   # real_kbuild(), plus parsed_not_in_real
+    kernel_flags: list = field(default_factory=list)  # the flags the kernel-flag C build used
+    rust_provenance: str = ""
 
     def provenance(self) -> str:
         if self.recorded:
@@ -731,17 +846,27 @@ def evidence() -> Evidence:
     else:
         raise toolchain.ToolMissing("no kernel build tree and no recording: apt-get install linux-headers-amd64 linux-image-amd64")
     cc = c_compiler()
+    kb = real_kbuild()
+    if "flags" in kb:  # the Makefile reading must agree with what kbuild really ran
+        kb["parsed_not_in_real"] = [f for f in facts["cflags"]["gcc"]["base"] if f not in kb["flags"]]
+    if "flags" in kb and cc == "gcc":  # prefer the real command line (it is gcc's)
+        kflags = codegen_flags(kb["flags"])
+        kflags_ibt = [("-fcf-protection=branch" if f == "-fcf-protection=none" else f) for f in kflags]
+    else:
+        kflags, kflags_ibt = cflags_for(facts["cflags"], cc), cflags_for(facts["cflags"], cc, ibt=True)
     ms = {
         "c_user": measure(build_c(USER_CFLAGS, cc).path).row(),
-        "c_kernel": measure(build_c(cflags_for(facts["cflags"], cc), cc).path).row(),
-        "c_kernel_ibt": measure(build_c(cflags_for(facts["cflags"], cc, ibt=True), cc).path).row(),
+        "c_kernel": measure(build_c(kflags, cc).path).row(),
+        "c_kernel_ibt": measure(build_c(kflags_ibt, cc).path).row(),
         "module": facts["module_measure"],
         "go_sample": measure(build_go().path, only="main.").row(),
         "go_hello": measure(build_go(HELLO_GO).path).row(),
         "go_spectre": measure(build_go(HELLO_GO, spectre=True).path).row(),
         "go_kernel_text": measure(build_go(HELLO_GO, kernel_text=True).path).row(),
     }
-    return Evidence(facts, recorded, cc, ms)
+    rust = rust_measure(facts["rustflags"])
+    ms["rust_user"], ms["rust_kernel"] = rust["user"], rust["kernel"]
+    return Evidence(facts, recorded, cc, ms, kb, kflags, rust["provenance"])
 
 
 def record() -> Path:
@@ -749,8 +874,14 @@ def record() -> Path:
     RECORDING.parent.mkdir(exist_ok=True)
     import elftools
     tools = {"capstone": capstone.__version__, "pyelftools": elftools.__version__, "python": sys.version.split()[0]}
+    facts = kernel_facts()
     RECORDING.write_text(json.dumps({"note": "python -m helpers.kcodegen record", "tools": tools,
-                                     "facts": kernel_facts()}, indent=1) + "\n")
+                                     "facts": facts}, indent=1) + "\n")
+    if rustc() is not None:
+        live = rust_measure(facts["rustflags"], live=True)
+        rows = {k: dict(live[k], path=f"rustc-{k}.o") for k in ("user", "kernel")}
+        RUST_RECORDING.write_text(json.dumps({"rustc": live["rustc"], "flags": live["flags"],
+                                              "sample": live["sample"], **rows}, indent=1) + "\n")
     return RECORDING
 
 
@@ -783,8 +914,22 @@ def matrix(ev: Evidence) -> list[dict]:
                                                          "go_hello", "go_spectre", "go_kernel_text"))
     mod = mod or {}
 
+    rk = m.get("rust_kernel")
+
     def rs(key):
-        return Cell(rust[key], MEETS) if rust.get(key) else Cell("no flag in this kernel", NA)
+        if rk is None:  # no rustc and no recording: the flag the Makefile states is all there is
+            return Cell(rust[key], MEETS) if rust.get(key) else Cell("no flag in this kernel", NA)
+        cell = {
+            "sse": (f"{rk['simd']} SIMD insns", _ok(rk["simd"] == 0)),
+            "redzone": (f"{rk['below_sp']} below %rsp", _ok(rk["below_sp"] == 0)),
+            "cmodel": (" ".join(f"{k[9:]}:{v}" for k, v in sorted(rk["relocs"].items())), _ok("R_X86_64_32" not in rk["relocs"])),
+            "fentry": (f"{rk['fentry_calls']}/{rk['funcs']} call __fentry__", _ok(rk["fentry_calls"] > 0)),
+            "retpoline": (f"{rk['indirect']} indirect, {rk['rets']} ret", _ok(rk["indirect"] == 0 and rk["rets"] == 0)),
+            "ibt": (f"{rk['endbr64']}/{rk['funcs']} endbr64", NA),
+            "unwind": (unwind(rk), _ok(".eh_frame" not in rk["sections"])),
+            "percpu": (f"%gs:{rk['gs']} %fs:{rk['fs']} (no per-CPU access in the sample)", NA),
+        }[key]
+        return Cell(*cell)
 
     def modcell(text, ok):
         return Cell(text, _ok(ok)) if mod else Cell("module not installed", NA)
@@ -857,9 +1002,12 @@ def listing(path, name: str, match: str | None = None, limit: int = 12) -> list[
     from helpers.asm import disassemble
     addr, code = function_code(path, name)
     targets = _object_targets(str(path), name)
+    names = {} if targets else _function_names(str(path))
     rows = []
     for i in disassemble(code, address=addr):
         sym = next((targets[o] for o in range(i.address, i.address + i.size) if o in targets), None)
+        if sym is None and names and i.mnemonic.startswith(("call", "jmp")) and i.op_str.startswith("0x"):
+            sym = names.get(int(i.op_str, 16))
         rows.append(f"{i.address:#x}: {i.text}" + (f"    <{sym}>" if sym else ""))
     if match is not None:
         rows = [r for r in rows if re.search(match, r)]
@@ -878,3 +1026,30 @@ def _object_targets(path: str, name: str) -> dict:
             return {}
         targets, _ = _reloc_targets(elf)
         return {off: t for (shndx, off), t in targets.items() if shndx == sym["st_shndx"]}
+
+
+@lru_cache(maxsize=8)
+def _function_names(path: str) -> dict:
+    from helpers import elf as _elf
+    try:
+        return {f.value: f.name for f in _elf.read_elf(path).functions()}
+    except _elf.ElfError:
+        return {}
+
+
+def function_rows(path, names) -> list[dict]:
+    """Per-function counts (instructions, SIMD, X15, %fs) for the named functions of an executable; a name
+    matches itself or its ABI0 symbol (``runtime.memmove`` or ``runtime.memmove.abi0``)."""
+    known = {n for n in _function_names(str(path)).values()}
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    cs.syntax = capstone.CS_OPT_SYNTAX_ATT
+    out = []
+    for n in names:
+        sym = n if n in known else f"{n}.abi0" if f"{n}.abi0" in known else None
+        if sym is None:
+            raise KcodegenError(f"{Path(path).name} has no function {n!r}")
+        addr, code = function_code(path, sym)
+        m = Measure(str(path), "function")
+        _scan(m, cs, code, addr, sym, 0, 0, {}, {})
+        out.append({"function": sym, "insns": m.insns, "simd": m.simd, "x15": m.x15, "fs": m.fs})
+    return out

@@ -226,3 +226,53 @@ def test_matrix_cells_are_computed_from_the_measurements():
     assert {r["key"]: r for r in k.matrix(ev2)}["sse"]["Go"].status == k.MEETS
     text = k.table_text(k.matrix(ev))
     assert all(r.title in text for r in k.RULES)
+
+
+# ----------------------------------------------------------------------------- real kbuild, Rust, functions
+def test_makefile_reading_agrees_with_the_real_kbuild_command():
+    """Every flag read from the Makefiles is on the command line kbuild really ran (helpers.linuxguest)."""
+    tree = k.kernel_tree()
+    kb = k.real_kbuild()
+    if tree is None or "flags" not in kb:
+        pytest.skip(f"no kernel tree or kbuild run here: {kb.get('error', 'no tree')}")
+    parsed = k.kernel_cflags(tree, k._overrides("gcc", False))
+    assert [f for f in parsed if f not in kb["flags"]] == []
+    assert set(parsed) <= set(k.codegen_flags(kb["flags"]))
+
+
+@given(st.lists(st.sampled_from(["-Wall", "-I/x", "-DMODULE", "-include", "-c", "-o", "-g", "-nostdinc",
+                                 "-fmacro-prefix-map=/a/=", "-mno-sse", "-fno-PIE", "-O2", "-pg", "-std=gnu11"]), max_size=12))
+def test_codegen_flags_keeps_only_code_generation(flags):
+    kept = k.codegen_flags(flags)
+    assert all(f in ("-mno-sse", "-fno-PIE", "-O2", "-pg", "-std=gnu11") for f in kept)
+    assert kept == [f for f in flags if f in ("-mno-sse", "-fno-PIE", "-O2", "-pg", "-std=gnu11")]
+
+
+def test_rust_flags_from_the_makefiles(tmp_path):
+    tree = _tree(tmp_path, False)
+    (tree.root / "Makefile").write_text(
+        "KBUILD_RUSTFLAGS := $(rust_common_flags) \\\n\t-Cpanic=abort -Clto=n \\\n\t-Crelocation-model=static\n"
+        "KBUILD_RUSTFLAGS += -Cdebug-assertions=$(if $(CONFIG_RUST_DEBUG_ASSERTIONS),y,n)\n"
+        "ifdef CONFIG_FRAME_POINTER\nKBUILD_RUSTFLAGS += -Cforce-frame-pointers=y\nendif\n"
+        "KBUILD_RUSTFLAGS_KERNEL += -Zfunction-sections=y\n")
+    assert k.rust_kernel_flags(tree) == ["-Cpanic=abort", "-Clto=n", "-Crelocation-model=static", "-Cno-redzone=y"]
+
+
+def test_rust_recording_matches_rustc_where_installed():
+    """The Rust column's recording is what rustc gives here with the same flags (CI has no rustc)."""
+    saved = __import__("json").loads(k.RUST_RECORDING.read_text())
+    assert saved["kernel"]["simd"] == 0 and saved["user"]["simd"] > 0 and "R_X86_64_32S" in saved["kernel"]["relocs"]
+    if k.rustc() is None:
+        pytest.skip("no rustc here: the recording is what the chapter shows")
+    live = k.rust_measure(saved["flags"], live=True)
+    for col in ("user", "kernel"):
+        assert {x: v for x, v in live[col].items() if x != "path"} == {x: v for x, v in saved[col].items() if x != "path"}
+    with pytest.raises(k.KcodegenError):
+        k.build_rust(["--emit=link"])
+
+
+def test_function_rows_find_go_runtime_simd():
+    rows = {r["function"]: r for r in k.function_rows(k.build_go(k.HELLO_GO).path, ["runtime.memmove", "runtime.sigtramp"])}
+    assert rows["runtime.memmove"]["simd"] > 0 and rows["runtime.sigtramp.abi0"]["fs"] == 1
+    with pytest.raises(k.KcodegenError, match="no function"):
+        k.function_rows(k.build_go(k.HELLO_GO).path, ["runtime.nosuch"])
