@@ -3,6 +3,7 @@ chapter's hand-picked scenarios and a seeded random sample of 240 gate/event com
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from helpers import idt, vm
 from helpers.guests import idtk
@@ -122,3 +123,58 @@ def test_a_triple_fault_must_come_last():
     tf = idtk.scenarios()[-1]
     with pytest.raises(vm.VMError, match="must be the last scenario"):
         idtk.run([tf, idtk.scenarios()[0]])
+
+
+words64 = st.integers(0, 2**64 - 1)
+
+
+@given(st.text(max_size=400), st.integers(1, 5))
+@settings(max_examples=200)
+def test_parse_never_raises_on_garbage(text, n):
+    obs = idtk.parse(text, n)
+    assert [o.index for o in obs] == list(range(n))
+    assert all(o.outcome in ("missing", "delivered", "no event") for o in obs)
+
+
+@given(st.integers(0, 3), words64, st.integers(0, 255), words64, words64, st.lists(words64, max_size=12),
+       st.binary(min_size=16, max_size=16), st.booleans())
+@settings(max_examples=200)
+def test_parse_reads_back_what_the_kernel_prints(index, rip, vector, rsp, rflags, words, gate, noise):
+    h = lambda v: f"{v:016x}"
+    lines = [f"G {h(index)} {h(0x80)} " + " ".join(f"{b:02x}" for b in gate) + " ",
+             f"S {h(index)} {h(rip)} ",
+             f"E {h(index)} {h(vector)} {h(rsp)} {h(rflags)} {h(len(words))} " + " ".join(map(h, words)) + " "]
+    if noise:  # firmware chatter and a duplicate report are ignored
+        lines = ["SeaBIOS (version 1.16)", *lines, f"E {h(index)} {h(1)} {h(2)} {h(3)} {h(0)} "]
+    o = idtk.parse("\n".join(lines) + "\n", 4)[index]
+    assert (o.event_rip, o.vector, o.rsp, o.rflags, o.words, o.gates, o.outcome) == \
+        (rip, vector, rsp, rflags, words, {0x80: gate}, "delivered")
+    assert idtk.Observation.from_json(o.to_json()) == o
+
+
+@needs_qemu
+def test_delivery_viewer_runs_it_on_qemu_and_greys_a_stale_result():
+    from helpers.widgets.idt import DeliveryViewer
+    w = DeliveryViewer()
+    w.cpl.value, w.dpl.value = 3, 0
+    w.run_on_qemu()
+    assert "handler for vector" in w.qemu_out.value and "0xd" in w.qemu_out.value  # #GP on the machine
+    assert "agrees with QEMU field by field" in w.qemu_out.value
+    w.dpl.value = 3
+    assert "qemu-stale" in w.qemu_out.value and "press Run it on QEMU again" in w.qemu_out.value
+    w.run_on_qemu()
+    assert "qemu-stale" not in w.qemu_out.value and "0x80" in w.qemu_out.value
+
+
+def test_delivery_viewer_without_qemu_says_what_to_install(monkeypatch, tmp_path):
+    from helpers.widgets.idt import DeliveryViewer
+    w = DeliveryViewer()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    vm.qemu_version.cache_clear()
+    try:
+        w.run_on_qemu()
+    finally:
+        monkeypatch.undo()
+        vm.qemu_version.cache_clear()
+    assert "apt-get install -y --no-install-recommends qemu-system-x86" in w.qemu_out.value
+    assert w.last_qemu is None and "Traceback" not in w.qemu_out.value

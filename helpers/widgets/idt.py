@@ -172,6 +172,8 @@ class DeliveryViewer(LiveView):
         self.qemu_button.add_class("delivery-qemu")
         self.qemu_button.on_click(lambda _b: self.run_on_qemu())
         self.qemu_out = W.HTML(layout=W.Layout(min_width="0"))
+        for control in (self.vector, self.kind, self.dpl, self.ist, self.present, self.cpl, self.software):
+            control.observe(lambda _c: self._qemu_stale(), names="value")
         wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start", width="100%")
         self.box = W.VBox([W.Box([controls, self.image], layout=wrap), self.status, self.text, self.qemu_button,
                            self.qemu_out])
@@ -179,6 +181,12 @@ class DeliveryViewer(LiveView):
         self.last = None
         self.last_qemu = None
         self.redraw()
+
+    def _qemu_stale(self) -> None:
+        """A QEMU result for other settings must not look current: grey it and say so."""
+        if self.last_qemu is not None and "qemu-stale" not in self.qemu_out.value:
+            self.qemu_out.value = (f"<div class='qemu-stale' style='opacity:0.45'><i>QEMU's result for the previous "
+                                   f"settings: press Run it on QEMU again</i>{self.qemu_out.value}</div>")
 
     def run_on_qemu(self) -> None:
         """Boot the test kernel with this gate (at the kernel's own handler stub) and show QEMU beside the model.
