@@ -401,6 +401,13 @@ def partly_wrong(reference, problem: Problem, module, question: str | None = Non
     return nb, q.id, wrong, verdict[q.id].message
 
 
+def _errors(nb) -> list[dict]:
+    """The error outputs of a notebook: what a student sees where a cell failed (name, value, traceback)."""
+    return [{"ename": out.get("ename", ""), "evalue": out.get("evalue", ""), "traceback": out.get("traceback", [])}
+            for cell in read_notebook(nb)["cells"] for out in cell.get("outputs", [])
+            if out.get("output_type") == "error"]
+
+
 def _outputs_text(nb) -> str:
     parts = []
     for cell in read_notebook(nb)["cells"]:
@@ -487,6 +494,7 @@ def rehearse(root: Path, notebooks: dict[str, Path] | None = None, pythonpath=()
                 entry["grades"][student] = grade.as_dict()
             graded_partial = Path(entry["grades"]["partial"]["notebook"])
             entry["partial"]["feedback_in_autograded"] = message in _outputs_text(graded_partial)
+            entry["partial"]["errors"] = _errors(graded_partial)
             if feedback:
                 html = course.feedback(name, "partial")
                 entry["partial"]["feedback_html"] = str(html)

@@ -107,8 +107,11 @@ def test_untouched_student_version_earns_zero_without_crashing(rehearsal, lab):
     assert g["score"] == 0, {k: v for k, v in g["cells"].items() if v[0]}
     graded = read_notebook(g["notebook"])
     errors = [o for c in graded["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert {e["ename"] for e in errors} <= {"NotImplementedError", "AssertionError", "NameError", "KeyError"}, \
+    assert {e["ename"] for e in errors} <= {"NotImplementedError", "WrongAnswer", "AssertionError", "NameError", "KeyError"}, \
         "only the stubs and the failed checks raise, nothing else breaks"
+    checks = [e for e in errors if e["ename"] == "WrongAnswer"]
+    assert checks and all(len(e["traceback"]) == 1 and e["traceback"][0].startswith("WRONG ") for e in checks), \
+        "a failed check shows the checker's one line, not a traceback"
 
 
 @pytest.mark.parametrize("lab", LABS)
@@ -121,6 +124,9 @@ def test_partly_wrong_answer_earns_partial_marks_with_specific_feedback(rehearsa
     message = e["partial"]["feedback"]
     assert message.strip().lower() not in GENERIC and len(message) >= 20, message
     assert e["partial"]["feedback_in_autograded"], f"{message!r} not in the autograded notebook's outputs"
+    # where the wrong answer is graded, the student sees the checker's line and no traceback into helpers/
+    shown = [err for err in e["partial"]["errors"] if e["partial"]["question"] in err["evalue"]]
+    assert [err["traceback"] for err in shown] == [[f"WRONG {e['partial']['question']}: {message}"]], shown
     assert e["partial"]["feedback_in_html"], f"{message!r} not in the feedback HTML"
 
 

@@ -194,11 +194,38 @@ def test_expect_prints_feedback_and_fails_with_it(capsys):
     fb = [Feedback("n", True, "correct: 12"), Feedback("h", False, "bit 15 (P) is clear: the gate is not present")]
     expect(fb, "n")
     assert capsys.readouterr().out == "ok    n: correct: 12\n"
-    with pytest.raises(AssertionError, match="bit 15 \\(P\\) is clear"):
+    with pytest.raises(AssertionError, match="bit 15 \\(P\\) is clear") as info:
         expect(fb, "h")
-    assert "WRONG h: bit 15 (P) is clear" in capsys.readouterr().out
+    # what IPython shows in place of a traceback: the checker's one line
+    assert info.value._render_traceback_() == ["WRONG h: bit 15 (P) is clear: the gate is not present"]
+    assert capsys.readouterr().out == ""
     with pytest.raises(AssertionError, match="no feedback"):
         expect(fb, "zz")
+
+
+def test_a_wrong_answer_in_a_kernel_shows_one_line_not_a_traceback():
+    """In a real IPython kernel (as in JupyterLab and nbgrader), a failed check cell's error output is the
+    checker's line alone: no frames of helpers/labs/common.py."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from helpers.labs.common import Feedback, expect\n"
+        "expect([Feedback('h', False, 'bit 15 (P) is clear')], 'h')")])
+    NotebookClient(nb, timeout=60, allow_errors=True, kernel_name="python3").execute()
+    (error,) = [o for o in nb.cells[0].outputs if o.output_type == "error"]
+    assert error.traceback == ["WRONG h: bit 15 (P) is clear"], error.traceback
+    assert error.ename == "WrongAnswer" and error.evalue == "h: bit 15 (P) is clear"
+
+
+def test_feedback_is_one_line_and_quotes_little_of_a_long_answer():
+    p = tiny_problem()
+    long_text = "LDT " + "x" * 5000
+    fb = {f.question: f for f in check_each(p, {"n": "1" * 5000, "h": "zz" * 3000, "c": long_text},
+                                            explain=lambda q, v: f"{v} is\nthe other table")}
+    for f in fb.values():
+        assert not f.ok and "\n" not in f.message and len(f.message) <= 400, f.message
+        assert "x" * 61 not in f.message and "1" * 61 not in f.message and "zz" * 31 not in f.message
 
 
 # ---------------------------------------------------------------------------------------- discovery & CLI

@@ -21,7 +21,7 @@ import re
 
 from helpers import abi
 
-from .common import Feedback, Problem, Question, check_each, format_answer, rng
+from .common import Feedback, Problem, Question, check_each, echo, format_answer, rng
 
 NAME = "callconv"
 TITLE = "Calling conventions: where the arguments are"
@@ -49,7 +49,8 @@ def canonical_location(raw) -> str:
         off, reg = (m.group(1), m.group(2)) if text[0] != "[" and not text.startswith(("esp", "rsp", "%esp", "%rsp")) \
             else (m.group(2), m.group(1))
         return f"{int(off or '0', 0)}(%{reg})"
-    raise ValueError(f"{str(raw)!r} is not a location: write a register like %edx or a stack slot like 8(%esp)")
+    raise ValueError(f"{echo(repr(str(raw)))} is not a location: write a register name with its %, or a stack slot "
+                     "as offset(%esp) or offset(%rsp), the offset in bytes")
 
 
 _REGISTERS = {"eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi",
@@ -154,15 +155,15 @@ def _explain(problem: Problem, q: Question, value) -> str:
         if value in where:
             return f"{value} holds argument {where[value] + 1} ({a['names'][where[value]]}), not argument {k + 1}"
         if value.startswith("%") and p.slots[k].register is None:
-            return (f"{conv.name} passes only {len(conv.arg_regs)} argument(s) in registers "
-                    f"({', '.join('%' + x for x in conv.arg_regs) or 'none'}); argument {k + 1} is on the stack")
+            return (f"{conv.name} passes only {len(conv.arg_regs)} argument(s) in registers; argument {k + 1} is "
+                    "on the stack")
         if value.startswith("%"):
-            return (f"{value} is not an argument register of {conv.name}; its argument registers are, in order, "
-                    f"{', '.join('%' + x for x in conv.arg_regs)}")
+            return (f"{value} is not one of {conv.name}'s argument registers (abi.CONVENTIONS[{conv.name!r}].arg_regs "
+                    "lists them, in the order they are filled)")
         if p.slots[k].register:
             return f"argument {k + 1} of {conv.name} is in a register, not on the stack"
-        return (f"stack arguments sit at {conv.word}(%{conv.sp}), {2 * conv.word}(%{conv.sp}), ... in argument order "
-                f"(pushed right to left); count only the arguments that did not get a register")
+        return (f"stack arguments lie above the return address at 0(%{conv.sp}), one {conv.word}-byte slot each, in "
+                "argument order (pushed right to left); count only the arguments that did not get a register")
     if q.id == "a_pops":
         conv = abi.convention(a["convention"])
         p = abi.place_arguments(conv, list(range(a["nargs"])))

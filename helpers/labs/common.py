@@ -375,14 +375,34 @@ def _norm(kind, value, item_kind="str"):
 # ------------------------------------------------------------------------------------------- checking
 
 
+ECHO_LIMIT = 60  # the most of a student's own answer that feedback repeats back
+MESSAGE_LIMIT = 400  # a feedback line is a sentence, never a page
+
+
+def echo(text, limit: int = ECHO_LIMIT) -> str:
+    """A student's answer as feedback may quote it: one line, at most ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _one_line(message: str, quoted: Iterable[str]) -> str:
+    """``message`` on one line, with every long quotation of the student's answer cut down to ECHO_LIMIT."""
+    message = " ".join(str(message).split())
+    for text in sorted({" ".join(str(t).split()) for t in quoted}, key=len, reverse=True):
+        if len(text) > ECHO_LIMIT and text in message:
+            message = message.replace(text, echo(text))
+    return message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT - 3] + "..."
+
+
 def check_each(problem: Problem, answers: dict,
                explain: Callable[[Question, object], str] | None = None) -> list[Feedback]:
     """Feedback for every question of ``problem``, in order.
 
     Handles what every lab shares: a missing answer, an answer that does not parse (the parser's one-line
     message), and a right answer. For a well-formed wrong answer it calls ``explain(question, value)``, which
-    must return a specific message (which field is wrong and why); without ``explain`` the message compares
-    the value with what the question asked for, without giving the key away.
+    must return a specific message (which field is wrong and why) that never states the key; without
+    ``explain`` the message compares the value with what the question asked for, without giving the key away.
+    Every message is one line and quotes at most ECHO_LIMIT characters of the student's answer.
     """
     if not isinstance(answers, dict):
         return [Feedback(q.id, False, f"answers must be a dict such as {{\"{q.id}\": ...}}, "
@@ -392,32 +412,41 @@ def check_each(problem: Problem, answers: dict,
         if q.id not in answers:
             out.append(Feedback(q.id, False, "no answer yet: set answers[" + repr(q.id) + "]"))
             continue
+        raw = answers[q.id]
         try:
-            value = q.parse(answers[q.id])
+            value = q.parse(raw)
         except ValueError as e:
-            out.append(Feedback(q.id, False, str(e)))
+            out.append(Feedback(q.id, False, _one_line(str(e), [raw, repr(raw)])))
             continue
+        shown = format_answer(q.kind, value, q.width, q.item_kind)
         if q.matches(value):
-            out.append(Feedback(q.id, True, f"correct: {format_answer(q.kind, value, q.width, q.item_kind)}"))
+            out.append(Feedback(q.id, True, f"correct: {echo(shown, MESSAGE_LIMIT)}"))
             continue
         message = explain(q, value) if explain else ""
         if not message:
-            message = f"{format_answer(q.kind, value, q.width, q.item_kind)} is not right for: {q.prompt.strip().splitlines()[0]}"
-        out.append(Feedback(q.id, False, message))
+            message = f"{echo(shown)} is not right for: {q.prompt.strip().splitlines()[0]}"
+        out.append(Feedback(q.id, False, _one_line(message, [raw, repr(raw), shown, repr(value), str(value)])))
     return out
 
 
-def expect(feedback: list[Feedback], question: str) -> None:
-    """For an autograded test cell: print the checker's feedback on ``question``; fail the cell if it is wrong.
+class WrongAnswer(AssertionError):
+    """A graded cell's failure. IPython shows only the checker's line (``_render_traceback_``), not a traceback
+    into this module; nbgrader records it as the cell's error, so the cell earns no points."""
 
-    The message goes into the AssertionError too, so it shows in nbgrader's graded output.
-    """
+    def _render_traceback_(self) -> list[str]:
+        return [f"WRONG {self}"]
+
+
+def expect(feedback: list[Feedback], question: str) -> None:
+    """For an autograded test cell: print the checker's line for a right answer; for a wrong one raise
+    WrongAnswer, which shows as that one line (``WRONG <question>: <message>``) and fails the cell."""
     for fb in feedback:
         if fb.question == question:
+            if not fb.ok:
+                raise WrongAnswer(f"{question}: {fb.message}")
             print(fb.line())
-            assert fb.ok, f"{question}: {fb.message}"
             return
-    raise AssertionError(f"the checker gave no feedback for {question!r}")
+    raise WrongAnswer(f"{question}: the checker gave no feedback for this question")
 
 
 def score(feedback: list[Feedback]) -> tuple[int, int]:

@@ -119,23 +119,24 @@ def _a(word: str) -> str:
 
 
 def _explain_encode(q: Question, got: bytes) -> str:
+    """Which field of the student's gate is wrong, and why, without the key's bytes."""
     want = q.answer
     for wf, gf in zip(idt.layout(want), idt.layout(got)):
         if wf.value == gf.value:
             continue
-        first = wf.bytes[0]
-        byte_msg = f"byte {first} should be {want[first]:#04x}" if got[first] != want[first] else \
-            f"bytes {wf.bytes[0]}-{wf.bytes[-1]} should be {idt.hexbytes(want[wf.bytes[0]:wf.bytes[-1] + 1])}"
+        where = f"byte {wf.bytes[0]}" if len(wf.bytes) == 1 else f"bytes {wf.bytes[0]}-{wf.bytes[-1]}"
         if wf.name == "type":
             kinds = idt.KIND_OF["long"]
             yours = f"you encoded {_a(kinds[gf.value])} gate (type 0x{gf.value:X})" if gf.value in kinds else \
                 f"type 0x{gf.value:X} is not a 64-bit gate"
-            return f"{byte_msg}: {yours}; the problem asks for {_a(kinds[wf.value])} gate (type 0x{wf.value:X})"
+            return f"{where} (the type, bits 3:0 of byte 5) is wrong: {yours}; the problem asks for " \
+                   f"{_a(kinds[wf.value])} gate"
         if wf.name in ("offset_low", "offset_middle", "offset_high"):
             swapped = int.from_bytes(got[wf.bytes[0]:wf.bytes[-1] + 1], "big") == wf.value
             hint = " (you wrote it big-endian; x86 stores it little-endian)" if swapped else ""
-            return f"{byte_msg}: that is {MEANING[wf.name]}{hint}"
-        return f"{byte_msg}: it holds {MEANING[wf.name]}, which should be {wf.value:#x}, not {gf.value:#x}"
+            return f"{where} are wrong: they hold {MEANING[wf.name]}{hint}"
+        holds = "holds" if len(wf.bytes) == 1 else "hold"
+        return f"{where} {holds} {MEANING[wf.name]}: {gf.value:#x} is not what the problem gives for it"
     return "the bytes differ from the gate described"  # unreachable: some field differs
 
 
@@ -154,11 +155,12 @@ def _explain(problem: Problem, q: Question, value) -> str:
             return "that is only the low 32 bits: bytes 8-11 hold offset bits 63:32"
         return "rebuild the offset from bytes 0-1 (bits 15:0), 6-7 (bits 31:16) and 8-11 (bits 63:32), little endian"
     if q.id == "decode_kind":
-        return f"byte 5 is {raw[5]:#04x}: its low nibble is the type, {raw[5] & 0xF:#x} = {dec.kind} gate"
+        return (f"byte 5 is {raw[5]:#04x}: the type is its low nibble (bits 3:0); SDM Vol. 3A §3.5, Table 3-2, "
+                "gives the 64-bit meaning of each type")
     if q.id == "decode_dpl":
-        return f"byte 5 is {raw[5]:#04x}: DPL is bits 6:5, here {dec.dpl}"
+        return f"byte 5 is {raw[5]:#04x}: the DPL is bits 6:5 of it (shift right by 5, keep two bits)"
     if q.id == "decode_ist":
-        return f"byte 4 is {raw[4]:#04x}: IST is bits 2:0 of byte 4"
+        return f"byte 4 is {raw[4]:#04x}: the IST index is bits 2:0 of byte 4"
     if q.id == "decode_present":
         return f"byte 5 is {raw[5]:#04x}: the present bit is bit 7"
     return _explain_delivery(problem, q, value)
@@ -167,29 +169,26 @@ def _explain(problem: Problem, q: Question, value) -> str:
 def _explain_delivery(problem: Problem, q: Question, value) -> str:
     key = problem.key()
     if q.id == "fault":
-        if key["fault"] == "#GP":
-            return "INT n checks the gate's DPL against CPL: a DPL 0 gate refuses INT n from CPL 3 with #GP (SDM Vol. 2A INT n)"
-        if key["fault"] == "#NP":
-            return "the gate's present bit is clear: the CPU raises #NP (segment not present), not #GP"
-        if value == "#GP":
+        if value == "#GP" and problem.params["event"] != "INT n":
             return "the DPL check applies only to software INT n/INT3; a hardware interrupt ignores the gate's DPL"
-        return "every check passes: the IDT limit, the gate type, the DPL check for INT n, and the present bit"
+        return ("apply the checks in the order of SDM Vol. 2A, INT n (Operation): the IDT limit, the gate type, "
+                "the DPL against CPL (software INT n only), then the present bit; the first that fails decides")
     if q.id == "vector":
         return ("when a check fails the CPU delivers the exception it raised, through that exception's own gate"
                 if key["fault"] != "none" else "no check failed, so the event's own gate is used")
     if q.id == "frame":
         names = list(value)
         if names[:2] != ["SS", "RSP"]:
-            return "in 64-bit mode the CPU always pushes SS and RSP first, even without a privilege change (SDM Vol. 3A §6.14.2)"
+            return ("in 64-bit mode the CPU pushes the old stack pointer (SS, then RSP) first, even without a "
+                    "privilege change (SDM Vol. 3A §6.14.2)")
         if "error code" in names and "error code" not in key["frame"]:
             return "INT n and hardware interrupts push no error code; only some exceptions (#GP, #NP, #PF, ...) do"
         if "error code" not in names and "error code" in key["frame"]:
             return "the handler that runs is an exception that pushes an error code after RIP"
-        return "the order is SS, RSP, RFLAGS, CS, RIP, then an error code if the exception has one"
+        return "the slots are not in the order the CPU pushes them: see SDM Vol. 3A §6.14.2, Figure 6-9"
     if q.id == "if_after":
-        ran = _idt_for(*_vector_gate(problem))[key["vector"]]
-        return (f"the handler runs through IDT[{key['vector']:#x}], {_a(ran.kind)} gate: an interrupt gate (type 0xE) "
-                "clears IF; a trap gate (type 0xF) leaves it as it was")
+        return ("IF in the handler depends on the type of the gate the handler finally runs through: an interrupt "
+                "gate (type 0xE) clears IF; a trap gate (type 0xF) leaves it as it was")
     if q.id == "rsp":
         return ("take the new stack (IST if the gate has one, else RSP0 on a CPL change, else the current RSP), "
                 "round it down to 16 bytes, then subtract 8 per pushed slot")

@@ -177,11 +177,8 @@ def _explain(problem: Problem, q: Question, value) -> str:
         return (f"item {i + 1} is wrong: look up the pc range containing frame {i - 1}'s return address "
                 f"{cfi.frames[i - 1].return_address:#x}")
     if q.id == "fp_walk":
-        no_fp = [f.function for f in cfi.frames if c["table"].row_at(f.pc if f.index == 0 else f.pc - 1).cfa_reg != "rbp"]
-        if no_fp:
-            return (f"{', '.join(no_fp)} keep{'s' if len(no_fp) == 1 else ''} no frame pointer, so rbp does not "
-                    "point at a saved-rbp/return-address pair in every frame")
-        return "every function here does push %rbp; mov %rsp,%rbp, so [rbp] and [rbp+8] link all frames"
+        return ("walk it: from rbp, the return address is [rbp+8] and the caller's rbp is [rbp]; a function whose "
+                "row computes the CFA from rsp keeps no frame pointer, so check what rbp holds in its frame")
     return f"expected a {q.kind} answer"
 
 
