@@ -317,3 +317,13 @@ def test_installed_kernel_headers():
     stubs = abi.syscall_stub_prototypes(abi.kernel_header("arch/x86/include/asm/syscall_wrapper.h").read_text())
     assert set(stubs) >= {"x64", "ia32"}
     assert abi.ip_setter(abi.kernel_header("arch/x86/include/asm/ftrace.h").read_text()).endswith("regs.ip = (_ip)")
+
+
+@given(st.binary(min_size=5, max_size=5), st.binary(min_size=5, max_size=5), st.integers(1, 4))
+def test_kernel_nop5_parses_any_definition(b32, b64, split):
+    def defs(b):
+        head, tail = b[:split], b[split:]
+        return (f"#define BYTES_NOP{len(tail)}\t" + ",".join(f"0x{x:02x}" for x in tail) + "\n"
+                f"#define BYTES_NOP5\t" + ",".join(f"0x{x:02x}" for x in head) + f",BYTES_NOP{len(tail)}\n")
+    text = "#ifndef CONFIG_64BIT\n" + defs(b32) + "#else\n" + defs(b64) + "#endif /* CONFIG_64BIT */\n"
+    assert abi.kernel_nop5("x86_32", text) == b32 and abi.kernel_nop5("x86_64", text) == b64

@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from helpers import kunwind as K
 from helpers import toolchain
@@ -94,3 +95,24 @@ def test_the_recording_shows_the_same_agreement(monkeypatch):
     assert all(r.sp_offset == sp[r.offset] for r in rec.rows if r.offset <= max(sp))
     with pytest.raises(K.KunwindError):
         K.evidence("kernel/fs/nls/nls_ascii.ko")                  # not what was recorded
+
+
+_ROW = st.tuples(st.integers(-2**15, 2**15 - 1), st.integers(-2**15, 2**15 - 1), st.sampled_from(sorted(K.CITED_REGISTERS)),
+                 st.sampled_from(sorted(K.CITED_REGISTERS)), st.sampled_from(sorted(K.ORC_TYPES)), st.booleans())
+
+
+@given(st.lists(_ROW, min_size=1, max_size=6))
+@settings(max_examples=12, deadline=None)
+def test_read_orc_decodes_what_was_encoded(rows):
+    # one function of len(rows) one-byte instructions, one ORC row at each byte, assembled by zig cc
+    src = ["    .text", "    .type foo, @function", "foo:", *["    nop"] * len(rows), "    .size foo, .-foo",
+           '    .section .orc_unwind_ip, "a"', *[f"    .long foo + {k} - ." for k in range(len(rows))],
+           '    .section .orc_unwind, "a"']
+    for sp, bp, spr, bpr, typ, end in rows:
+        src.append(f"    .short {sp}, {bp}, {spr | bpr << 4 | typ << 8 | int(end) << 10}")
+    path = toolchain.cc({"orc.s": "\n".join(src) + "\n"}, compiler="zig", target="x86_64-freestanding-none",
+                        output="obj").path
+    got = K.read_orc(path, K.CITED_REGISTERS)
+    assert [(r.offset, r.sp_offset, r.bp_offset, r.sp_reg, r.bp_reg, r.type, r.end) for r in got] == [
+        (k, sp, bp, K.CITED_REGISTERS[spr], K.CITED_REGISTERS[bpr], K.ORC_TYPES[typ], end)
+        for k, (sp, bp, spr, bpr, typ, end) in enumerate(rows)]

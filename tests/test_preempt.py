@@ -1,5 +1,6 @@
 """helpers.preempt: the real Go experiments behind chapter 3's preemption and escape-analysis claims."""
 import pytest
+from hypothesis import given, strategies as st
 
 from helpers import preempt as P
 from helpers import toolchain
@@ -104,3 +105,32 @@ def test_a_goroutine_in_a_syscall_loses_its_p():
     assert o.status == P.gstatus_values()["_Gsyscall"] and o.stackguard0 == P.stack_preempt()
     assert o.m_locks == 0 and o.m_p == 0 and o.m_oldp == o.main_p != 0 and not o.same_m
     assert sorted(h.split(" ", 2)[2] for h in o.goroutines) == ["[running]:", "[syscall]:"] and o.sleeper_returned
+
+
+_IDENT = st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True)
+_SIMPLE = st.builds(lambda a, b: f"{a} = {b}", _IDENT, _IDENT) | st.builds(lambda f, s: f'{f}("{s}")', _IDENT,
+                                                                            st.sampled_from(["}", "{", "a}b", ""]))
+
+
+@st.composite
+def _go_body(draw, depth=0):
+    """(lines of a body at this depth, its top-level statements)."""
+    lines, top = [], []
+    for _ in range(draw(st.integers(0, 4))):
+        if depth < 2 and draw(st.booleans()):
+            head = f"if {draw(_IDENT)} {{"
+            inner, _ = draw(_go_body(depth + 1))
+            lines += [head] + ["\t" + l for l in inner] + ["}"]
+            top.append(head)
+        else:
+            s = draw(_SIMPLE)
+            lines.append(s + (" // note {" if draw(st.booleans()) else ""))
+            top.append(s)
+    return lines, top
+
+
+@given(_go_body())
+def test_top_level_statements_recovers_the_generated_statements(body):
+    lines, top = body
+    src = "func f() {\n" + "".join(f"\t{l}\n" for l in lines) + "}\n"
+    assert P.top_level_statements(src) == top
