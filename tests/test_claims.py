@@ -222,3 +222,16 @@ def test_malformed_ledgers_raise_one_line_errors(text, message):
     with pytest.raises(LedgerError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
         ledger.load(text)
     assert "\n" not in str(info.value)
+
+
+def test_chapter_5_shows_the_current_ledger(entries):
+    """Chapter 5 is committed executed: its ledger table must be the ledger as it is now (after any entry
+    changes, re-execute the chapter; strict nbval would fail on the same difference, less readably)."""
+    nb = json.loads((REPO / "chapters" / "05_conclusion.ipynb").read_text(encoding="utf-8"))
+    shown = ["".join(o["data"]["text/html"]) for c in nb["cells"] if c["cell_type"] == "code"
+             and "html_table" in "".join(c["source"]) for o in c["outputs"] if "text/html" in o.get("data", {})]
+    assert shown, "chapter 5 has no executed ledger table"
+    assert shown[0] == ledger.html_table(entries), (
+        "chapters/05_conclusion.ipynb shows an older ledger than chapters/claims.yml: re-execute it "
+        "(jupyter nbconvert --to notebook --execute --inplace chapters/05_conclusion.ipynb, then python -m "
+        "helpers.nbclean chapters/05_conclusion.ipynb)")
