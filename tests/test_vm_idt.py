@@ -178,3 +178,12 @@ def test_delivery_viewer_without_qemu_says_what_to_install(monkeypatch, tmp_path
         vm.qemu_version.cache_clear()
     assert "apt-get install -y --no-install-recommends qemu-system-x86" in w.qemu_out.value
     assert w.last_qemu is None and "Traceback" not in w.qemu_out.value
+
+
+def test_crosscheck_categories():
+    from helpers.viz.idt import crosscheck_category, draw_crosscheck
+    assert [crosscheck_category(d) for d in ([], ["RFLAGS"], ["error code", "RFLAGS"], ["RSP"])] == [
+        "agrees field by field", "differs in RF only", "differs in RF and the error code", "differs elsewhere"]
+    fig = draw_crosscheck([("a", []), ("random 1", ["RFLAGS"])], "t")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[:2] == ["agrees field by field (1)", "differs in RF only (1)"]

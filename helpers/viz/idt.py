@@ -90,3 +90,55 @@ def draw_frame(delivery, figsize=(6.5, 3.6)):
     ax.text(0.2, -1.35, f"vector {delivery.delivered}, {delivery.gate.kind} gate, {where}; faults: {faults}",
             fontsize=8, family="monospace")
     return fig
+
+
+# Categories of the model-against-QEMU cross-check, in legend order, with their colours.
+CROSSCHECK = {
+    "agrees field by field": "#009E73",
+    "differs in RF only": "#F0E442",
+    "differs in RF and the error code": "#E69F00",
+    "differs elsewhere": "#D55E00",
+}
+
+
+def crosscheck_category(differences) -> str:
+    """The CROSSCHECK category of one scenario's list of differing field names."""
+    names = set(differences)
+    if not names:
+        return "agrees field by field"
+    if names == {"RFLAGS"}:
+        return "differs in RF only"
+    if names == {"RFLAGS", "error code"}:
+        return "differs in RF and the error code"
+    return "differs elsewhere"
+
+
+def draw_crosscheck(rows, title: str, columns: int = 16, figsize=(7.5, 3.6)):
+    """One square per scenario, in boot order, coloured by how the model compared with QEMU.
+
+    ``rows`` is [(label, differing field names)]; hand-picked scenarios (labels not starting with "random")
+    get a black outline. The legend counts each category."""
+    fig = new_figure(figsize=figsize)
+    ax = fig.add_subplot()
+    counts = dict.fromkeys(CROSSCHECK, 0)
+    n = len(rows)
+    lines = (n + columns - 1) // columns
+    for i, (label, diffs) in enumerate(rows):
+        cat = crosscheck_category(diffs)
+        counts[cat] += 1
+        x, y = i % columns, lines - 1 - i // columns
+        picked = not label.startswith("random")
+        ax.add_patch(Rectangle((x + 0.06, y + 0.06), 0.88, 0.88, facecolor=CROSSCHECK[cat],
+                               edgecolor="black" if picked else "white", linewidth=1.2 if picked else 0.4))
+    ax.set_xlim(0, columns)
+    ax.set_ylim(0, lines)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    handles = [Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="black", linewidth=0.4) for c in CROSSCHECK.values()]
+    ax.legend(handles, [f"{k} ({counts[k]})" for k in CROSSCHECK], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              fontsize=8, frameon=False, title="scenario (outlined: hand-picked)", title_fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return fig
