@@ -285,6 +285,8 @@ class IrqRun:
     handler_stored: bool      # slots[7].next == &slots[4] (the handler's store)
     buffer: list              # pointers in the P's write-barrier buffer
     delivery: str = ""
+    morestack_sp: int | None = None   # SP when runtime.morestack was entered, if it was
+    g_stack: tuple = ()               # the interrupted goroutine's stack [lo, hi)
 
 
 def interrupt_run(stub: str = "stub", where: str = "prologue", ist_below: bool = False,
@@ -315,9 +317,10 @@ def interrupt_run(stub: str = "stub", where: str = "prologue", ist_below: bool =
     bench.interrupt_at(at + (USER_IRQ_AFTER if where == "user" else 0), handler)
     out = bench.run(max_insns=max_insns)
     finished = (out.status == "stopped" and "goexit" in out.reason) or (where == "user" and out.status == "halted")
+    lo, hi = bench.rt.stack_of(bench.rt.current)
+    sp = None
     if out.status == "stopped" and "morestack" in out.reason:
         sp = bench.m.regs["rsp"]
-        lo, hi = bench.rt.stack_of(bench.rt.current)
         bench.events.append(f"morestack called with SP={sp:#x}, outside the goroutine's stack [{lo:#x}, {hi:#x})")
     slots = bench.rt.global_addr("main.slots")
     rd = bench.m.read_u64
@@ -326,7 +329,8 @@ def interrupt_run(stub: str = "stub", where: str = "prologue", ist_below: bool =
                   _fault_text(bench, out) if not finished else "step returned",
                   bench.m.regs["rax"] if finished else None, rd(WAKE) == 1,
                   rd(slots + 16) == slots + 32, rd(slots + 7 * 16) == slots + 4 * 16,
-                  [v for v in buf if v], bench.delivery.summary().splitlines()[0] if bench.delivery else "")
+                  [v for v in buf if v], bench.delivery.summary().splitlines()[0] if bench.delivery else "",
+                  sp, (lo, hi))
 
 
 WHERE = ("prologue", "barrier", "user")
@@ -439,6 +443,59 @@ def stack_move_run(depth: int = 40) -> MoveRun:
     expected = depth * (depth + 1) // 2 + 42  # deep(n) = n + deep(n-1), deep(0) = 0; plus entry[0]
     return MoveRun(depth, published, tuple(ev.old), tuple(ev.new), readable, err,
                    moved if value == 42 else 0, g.result, expected)
+
+
+ESCAPE_GO = r"""package main
+
+import "unsafe"
+
+var waiterPtr *[4]int
+var waiter uintptr
+
+//go:noinline
+func publishPointer() int {
+	var entry [4]int
+	entry[0] = 42
+	waiterPtr = &entry // a real pointer escapes: the compiler moves entry to the heap
+	return entry[0]
+}
+
+//go:noinline
+func publishAddress() int {
+	var entry [4]int
+	entry[0] = 42
+	waiter = uintptr(unsafe.Pointer(&entry)) // an integer: entry stays on the stack
+	return entry[0]
+}
+
+func main() { println(publishPointer(), publishAddress()) }
+"""
+
+
+def escape_decisions() -> dict:
+    """What escape analysis (``-gcflags=-m``) decides for a stack entry published as a pointer and as an
+    address: {"publishPointer": [messages], "publishAddress": [messages]} about ``entry``."""
+    out = toolchain.go_build(ESCAPE_GO, gcflags="-m").output
+    lines = ESCAPE_GO.splitlines()
+    result = {"publishPointer": [], "publishAddress": []}
+    for msg in out.splitlines():
+        m = re.match(r"(?:\./|example/)?main\.go:(\d+):\d+: (.*entry.*)$", msg)
+        if not m:
+            continue
+        lineno = int(m.group(1))
+        func = next(l.split()[1].split("(")[0] for l in reversed(lines[:lineno]) if l.startswith("func "))
+        if func in result:
+            result[func].append(m.group(2))
+    return result
+
+
+def newstack_check() -> list[str]:
+    """The pinned runtime's test in newstack that throws when SP is below the goroutine's stack."""
+    src = (toolchain.goroot() / "src/runtime/stack.go").read_text().splitlines()
+    i = next((n for n, l in enumerate(src) if l.strip() == "if sp < gp.stack.lo {"), None)
+    if i is None or "throw(" not in src[i + 3]:
+        raise GoIntrError("stack.go: newstack's 'sp < gp.stack.lo' check not found")
+    return [f"src/runtime/stack.go:{i + 1}: {src[i].strip()}", f"src/runtime/stack.go:{i + 4}: {src[i + 3].strip()}"]
 
 
 # ---------------------------------------------------------------------------------------- (c) stack budget

@@ -814,6 +814,8 @@ def kernel_facts(tree: KernelTree | None = None) -> dict:
         "config": {k: config.get(k, "not set") for k in CONFIG_KEYS},
         "stacks": kernel_stack_facts(tree),
         "gfp_atomic": header_lines(tree, "include/linux/gfp_types.h", r"define GFP_ATOMIC\b|GFP_ATOMIC users"),
+        "onstack": header_lines(tree, "include/linux/wait.h", r"#define DECLARE_WAITQUEUE\(")
+        + header_lines(tree, "include/linux/completion.h", r"define DECLARE_COMPLETION_ONSTACK\(work\) \\$"),
         "module": REAL_MODULE,
         "module_measure": measure(module).row() if module and module.is_file() else None,
     }

@@ -97,3 +97,15 @@ def test_bad_input_is_one_clear_error(call):
     with pytest.raises(gi.GoIntrError) as e:
         call()
     assert "\n" not in str(e.value)
+
+
+def test_escape_analysis_moves_a_published_pointer_to_the_heap():
+    esc = gi.escape_decisions()
+    assert esc == {"publishPointer": ["moved to heap: entry"], "publishAddress": []}
+
+
+def test_newstack_throws_below_the_stack():
+    lines = gi.newstack_check()
+    assert "sp < gp.stack.lo" in lines[0] and "split stack overflow" in lines[1]
+    below = gi.interrupt_run("go", "prologue", ist_below=True)
+    assert below.morestack_sp is not None and below.morestack_sp < below.g_stack[0]
