@@ -171,18 +171,19 @@ def place_arguments(conv, args) -> Placement:
     appear in order at increasing addresses (both psABIs; abi-internal.md "stack-assigned" arguments).
     """
     c = convention(conv)
-    args = list(args) if not isinstance(args, (str, bytes)) else None
-    if args is None:
-        raise ValueError("args must be a list of integers")
+    if isinstance(args, (str, bytes, dict)) or not hasattr(args, "__iter__"):
+        raise ValueError(f"args must be a list of integers, not {type(args).__name__}")
+    args = [a for a, _ in zip(args, range(MAX_ARGS + 1))]   # a bounded look at any iterable
     if len(args) > MAX_ARGS:
         raise ValueError(f"at most {MAX_ARGS} arguments are modelled, got {len(args)}")
     bits = 8 * c.word
     slots, offset, regs = [], c.word, list(c.arg_regs)
     for i, a in enumerate(args):
         if isinstance(a, bool) or not isinstance(a, int):
-            raise ValueError(f"argument {i} is {a!r}: only word-sized integers are modelled")
+            raise ValueError(f"argument {i} is {repr(a)[:40]}: only word-sized integers are modelled")
         if not -(1 << (bits - 1)) <= a < (1 << bits):
-            raise ValueError(f"argument {i} = {a} does not fit in a {bits}-bit word")
+            raise ValueError(f"argument {i} = {a:#x} does not fit in a {bits}-bit word" if a.bit_length() < 200 else
+                             f"argument {i} ({a.bit_length()} bits) does not fit in a {bits}-bit word")
         v = a & ((1 << bits) - 1)
         if regs:
             slots.append(Slot(i, v, register=regs.pop(0)))

@@ -70,6 +70,7 @@ import functools
 import os
 import struct
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -477,6 +478,30 @@ def _pread(addr: int, n: int) -> bytes:
         os.close(fd)
 
 
+# unicorn reserves a translation buffer per engine, 1 GiB by default (QEMU's DEFAULT_CODE_GEN_BUFFER_SIZE on a
+# 64-bit host): 30 machines were 30 GiB of address space, more than a hub's limit.  The book's programs
+# translate a few hundred kilobytes at most, and a full buffer only means a flush (QEMU tb_flush), so 32 MiB.
+TCG_BUFFER_SIZE = 32 << 20
+MAX_REGION = 256 << 20       # bytes of one stack or data region (mapping is cheap, zeroing 4 GiB is not)
+
+
+def _new_uc(mode: int):
+    """A unicorn engine with the small translation buffer (set before the engine initialises itself)."""
+    uc = unicorn.Uc(unicorn.UC_ARCH_X86, mode)
+    try:
+        uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
+    except (AttributeError, UcError):  # pragma: no cover - older bindings: the default buffer
+        pass
+    return uc
+
+
+def _drop_tb(uc, lo: int, hi: int) -> None:
+    """Drop translated blocks for [lo, hi). unicorn takes 64-bit bounds and refuses lo >= hi, so a range that
+    ends at the top of the address space (hi = 2**64) is clamped."""
+    hi = min(hi, (1 << 64) - 1)
+    uc.ctl_remove_cache(min(lo, hi - 1), hi)
+
+
 def _uch(uc) -> int:
     return uc._uch.value
 
@@ -488,7 +513,7 @@ def _probe_layout() -> _Layout:
         return _LAYOUT
     counter_off = cpu_off = regs_delta = dr0_delta = None
     try:
-        uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        uc = _new_uc(unicorn.UC_MODE_64)
         h = _uch(uc)
         uc.mem_map(0x1000, 0x1000)
         # 1. emu_counter: two runs of n nops with distinctive counts; size_t counter then size_t count.
@@ -550,7 +575,7 @@ class _FlagsOracle:
 
     def __init__(self, arch: str):
         a = _ARCHES[arch]
-        self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, a["mode"])
+        self.uc = _new_uc(a["mode"])
         self.reg = X.UC_X86_REG_RFLAGS if a["bits"] == 64 else X.UC_X86_REG_EFLAGS
         self.env = _bind_env(self.uc, a["bits"])
         if self.env is None:
@@ -634,6 +659,50 @@ def _raw_hook_del(uc, handle: int) -> None:
         _uclib.uc_hook_del(uc._uch, _uc_hook_h(handle))
 
 
+# The machine's own hooks.  The binding's Uc.hook_add wraps each callback in a closure over the engine, so an
+# engine with hooks is a reference cycle that only the cyclic collector frees -- with its translation buffer
+# and guest memory.  These callbacks are raw ctypes functions that hold only a weak reference to the machine
+# (and nothing of the engine), so a machine and its engine are freed the moment the last reference goes.
+_CB_INTR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+_CB_INVALID = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int,
+                               ctypes.c_int64, ctypes.c_void_p)
+_CB_SYS = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _machine_hook(m, htype: int, cbtype, method: str, begin: int = 1, end: int = 0, insn: int | None = None,
+                  **kw) -> int:
+    ref = weakref.ref(m)
+
+    def call(*args):
+        mm = ref()
+        if mm is None:
+            return False
+        try:
+            return getattr(mm, method)(mm.uc, *args, **kw)
+        except BaseException as e:  # noqa: BLE001 - handed to run(), as the binding would
+            mm._hook_error = e
+            mm.uc.emu_stop()
+            return False
+
+    if _uclib is None:  # pragma: no cover - other binding layouts: the binding's hooks (a cycle, still correct)
+        extra = () if insn is None else (insn,)
+        return m.uc.hook_add(htype, lambda _uc, *a: call(*a), None, begin, end, *extra)
+    cfunc = cbtype(lambda _h, *a: call(*a))
+    h = _uc_hook_h()
+    extra = () if insn is None else (ctypes.c_int(insn),)
+    err = _uclib.uc_hook_add(m.uc._uch, ctypes.byref(h), htype, cfunc, None, ctypes.c_uint64(begin),
+                             ctypes.c_uint64(end), *extra)
+    if err != unicorn.UC_ERR_OK:
+        raise UcError(err)
+    m._cfuncs[h.value] = cfunc
+    return h.value
+
+
+def _machine_hook_del(m, handle: int) -> None:
+    _raw_hook_del(m.uc, handle)
+    m._cfuncs.pop(handle, None)
+
+
 class _Recorder:
     """Per-run trace recording: one 184-byte register-file record per instruction, plus memory writes."""
 
@@ -710,6 +779,13 @@ class _Recorder:
                 _raw_hook_del(self.m.uc, h)
             self.handles = []
             self.m.uc.ctl_flush_tb()
+
+    def release(self) -> None:
+        """Drop the references to the machine and the callbacks (which refer back to the recorder), so
+        neither waits for the cyclic collector."""
+        self.detach()
+        self.m = self.code_cb = self.mem_cb = self.code_py = self.mem_py = self.snapshot = None
+        self.keep = []
 
     def host_write(self, addr: int, data: bytes) -> None:
         """A write made by Python during the run (a hook): attributed to the current step."""
@@ -808,12 +884,13 @@ class Machine:
         top = 1 << self.bits
         self.code_base = _int("code_base", code_base, 0, top)
         self.stack_base = _int("stack_base", stack_base, 0, top)
-        self.stack_size = _int("stack_size", stack_size, 1, top - self.stack_base + 1)
+        self.stack_size = _int("stack_size", stack_size, 1, min(top - self.stack_base, MAX_REGION) + 1)
         self.stack_top = self.stack_base + self.stack_size
         self.data_base = None if data_base is None else _int("data_base", data_base, 0, top)
+        if self.data_base is not None:
+            _int("data_size", data_size, 1, min(top - self.data_base, MAX_REGION) + 1)
         self.data_size = data_size
-        self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, a["mode"])   # escape hatch for experts; run() owns hooks
-        self.regs = Registers(self)
+        self.uc = _new_uc(a["mode"])   # escape hatch for experts; run() owns hooks
         self.interrupt: InterruptInfo | None = None          # the interrupt being handled (in callbacks)
         self._dirty: list = []
         self._addr_hooks: dict[int, tuple] = {}               # handle -> (address, callback)
@@ -829,15 +906,35 @@ class Machine:
         self._stop_reason: str | None = None
         self._chunk = {False: 100_000, True: 20_000}   # instructions per emu_start; adapted to ~50 ms
         self._bind()
-        self.uc.hook_add(unicorn.UC_HOOK_INTR, self._hook_intr)
-        self.uc.hook_add(unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT, self._hook_mem_invalid)
+        self._cfuncs: dict = {}
+        self._hook_error = None
+        _machine_hook(self, unicorn.UC_HOOK_INTR, _CB_INTR, "_hook_intr")
+        _machine_hook(self, unicorn.UC_HOOK_MEM_UNMAPPED | unicorn.UC_HOOK_MEM_PROT, _CB_INVALID, "_hook_mem_invalid")
         for ins, name in ((X.UC_X86_INS_SYSCALL, "syscall"), (X.UC_X86_INS_SYSENTER, "sysenter")):
-            self.uc.hook_add(unicorn.UC_HOOK_INSN, functools.partial(self._hook_sys, name=name), None, 1, 0, ins)
+            _machine_hook(self, unicorn.UC_HOOK_INSN, _CB_SYS, "_hook_sys", insn=ins, name=name)
         self.map(self.stack_base, self.stack_size, "rw")
         if self.data_base is not None:
             self.map(self.data_base, _int("data_size", data_size, 1, top - self.data_base + 1), "rw")
         self._reg_write(self.sp_name, self._fresh_sp())
         self._ctx0 = self.uc.context_save()
+
+    def close(self) -> None:
+        """Release the engine now (translation buffer and guest memory) instead of when the last reference
+        to the machine goes. The machine cannot run afterwards. Safe to call twice."""
+        self.__dict__.pop("uc", None)
+        self._cfuncs = {}
+
+    def __enter__(self) -> "Machine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def regs(self) -> Registers:
+        """``m.regs["rax"]``, ``m.regs["eax"] = 5``: a view made on each use, so the machine holds no
+        reference to itself (it is freed, engine and all, as soon as the last reference goes)."""
+        return Registers(self)
 
     def reset(self) -> None:
         """Put the CPU back in its initial state (registers, control registers, segments, flags);
@@ -1079,8 +1176,8 @@ class Machine:
         self._next_handle += 1
         self._addr_hooks[handle] = (addr, callback)
         if addr not in self._addr_uc:
-            self._addr_uc[addr] = self.uc.hook_add(unicorn.UC_HOOK_CODE, self._hook_code, None, addr, addr)
-            self.uc.ctl_remove_cache(addr, addr + 1)
+            self._addr_uc[addr] = _machine_hook(self, unicorn.UC_HOOK_CODE, _CB_CODE, "_hook_code", addr, addr)
+            _drop_tb(self.uc, addr, addr + 1)
         return handle
 
     def remove_hook(self, handle: int) -> None:
@@ -1088,8 +1185,8 @@ class Machine:
             raise EmuError(f"no hook with handle {handle!r}")
         addr, _ = self._addr_hooks.pop(handle)
         if not any(a == addr for a, _ in self._addr_hooks.values()):
-            self.uc.hook_del(self._addr_uc.pop(addr))
-            self.uc.ctl_remove_cache(addr, addr + 1)
+            _machine_hook_del(self, self._addr_uc.pop(addr))
+            _drop_tb(self.uc, addr, addr + 1)
 
     def stop(self, reason: str = "stopped by a hook") -> None:
         """From inside a callback: end the run after it returns (status ``stopped``, this reason)."""
@@ -1160,7 +1257,7 @@ class Machine:
     def _flush_dirty(self) -> None:
         if self._dirty:
             for lo, hi in self._dirty:
-                self.uc.ctl_remove_cache(lo, hi)
+                _drop_tb(self.uc, lo, hi)
             self._dirty = []
 
     def load(self, code, addr: int | None = None) -> int:
@@ -1233,7 +1330,7 @@ class Machine:
         hlt_probe = None
         self._hlt_seen = None
         if until is not None and until > 0 and self._read_avail(until - 1, 1) == b"\xf4":
-            hlt_probe = self.uc.hook_add(unicorn.UC_HOOK_CODE, self._hook_hlt, None, until - 1, until - 1)
+            hlt_probe = _machine_hook(self, unicorn.UC_HOOK_CODE, _CB_CODE, "_hook_hlt", until - 1, until - 1)
         t0 = time.perf_counter()
         deadline = t0 + timeout
         total, pc = 0, start
@@ -1268,6 +1365,8 @@ class Machine:
                     err = e
                 except Exception as e:  # noqa: BLE001 - raised by one of our hooks through the binding
                     hook_exc = e
+                if self._hook_error is not None:   # raised by one of our hooks (see _machine_hook)
+                    hook_exc, self._hook_error = self._hook_error, None
                 dt = time.perf_counter() - t_seg
                 raw = self._count_read()
                 ev = self._event
@@ -1295,8 +1394,12 @@ class Machine:
             self._running = False
             self._recorder = None
             if hlt_probe is not None:
-                self.uc.hook_del(hlt_probe)
-        return self._outcome(result, total, rec, names, time.perf_counter() - t0, timeout)
+                _machine_hook_del(self, hlt_probe)
+        try:
+            return self._outcome(result, total, rec, names, time.perf_counter() - t0, timeout)
+        finally:
+            if rec is not None:
+                rec.release()
 
     def _hook_hlt(self, uc, address, _size, _ud) -> None:
         self._hlt_seen = self._count_read()

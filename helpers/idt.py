@@ -176,7 +176,7 @@ class Gate:
     def decode(cls, raw, mode: str = "long", *, strict: bool = True) -> "Gate":
         """Bytes (or a hex string) back into a Gate. ``strict`` also rejects non-zero reserved bits."""
         _check_mode(mode)
-        raw = parse_hex(raw) if isinstance(raw, str) else bytes(raw)
+        raw = _gate_bytes(raw)
         if len(raw) != GATE_SIZE[mode]:
             raise GateError(f"length: a {mode}-mode gate is {GATE_SIZE[mode]} bytes, got {len(raw)}")
         v = int.from_bytes(raw, "little")
@@ -220,6 +220,19 @@ class Gate:
                 f"{self.offset:#x}, DPL {self.dpl}, P={int(self.present)}{ist}")
 
 
+def _gate_bytes(raw) -> bytes:
+    """Bytes or a hex string -> bytes; anything else is a one-line GateError (not a TypeError)."""
+    if isinstance(raw, str):
+        return parse_hex(raw)
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        return bytes(raw)
+    if isinstance(raw, (list, tuple)) and len(raw) <= 64 and all(
+            isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in raw):
+        return bytes(raw)
+    raise GateError(f"gate bytes: expected bytes or a hex string such as '00 10 10 00 00 8e ...', "
+                    f"got {type(raw).__name__}")
+
+
 def parse_hex(text: str) -> bytes:
     """'8e 00 ...', '0x8e,0x0,...', '\\x8e\\x00', '8e00...' -> bytes; GateError with one line on bad input.
 
@@ -253,7 +266,7 @@ def parse_hex(text: str) -> bytes:
 def layout(raw, mode: str = "long") -> list[Field]:
     """Split descriptor bytes into their fields, whether or not they form a valid gate."""
     _check_mode(mode)
-    raw = parse_hex(raw) if isinstance(raw, str) else bytes(raw)
+    raw = _gate_bytes(raw)
     if len(raw) != GATE_SIZE[mode]:
         raise GateError(f"length: a {mode}-mode gate is {GATE_SIZE[mode]} bytes, got {len(raw)}")
     v = int.from_bytes(raw, "little")
@@ -635,10 +648,17 @@ def run_int(gate: Gate, vector: int = 0x80, *, cpl: int = 3, software: bool = Tr
     :func:`deliver` decides what the CPU does, the callback writes the frame into emulated memory and moves
     RIP/RSP/RFLAGS/CS/SS, and the handler then really runs in unicorn and returns with a real ``iretq``.
     """
+    if not isinstance(gate, Gate):
+        raise GateError(f"gate: expected a Gate, got {type(gate).__name__}")
     _check_int("vector", vector, 32, 255)
     _check_int("cpl", cpl, 0, 3)
     if cpl not in (0, 3):
         raise GateError("cpl: the demo machine has segments for CPL 0 and CPL 3 only")
+    if not isinstance(software, bool):
+        raise GateError(f"software: expected True or False, got {type(software).__name__}")
+    _check_int("rflags", rflags, 0, (1 << 64) - 1)
+    if rflags >> 22:  # Intel SDM Vol. 1 §3.4.3, Figure 3-8: bits 22-63 of RFLAGS are reserved (zero)
+        raise GateError(f"rflags: {rflags:#x} sets reserved bits (22-63 must be zero; e.g. 0x202 is IF set)")
     gate.validate("long")
     table = {vector: gate, 13: Gate(FAULT_HANDLER[13], KERNEL_CS), 11: Gate(FAULT_HANDLER[11], KERNEL_CS),
              8: Gate(FAULT_HANDLER[8], KERNEL_CS, ist=1)}
@@ -788,10 +808,13 @@ def store_into_gate(source: str, before: Gate | bytes) -> StoreResult:
     from helpers.asm import assemble
     from helpers.emu import CODE_BASE, Machine
 
+    raw = before.encode("long") if isinstance(before, Gate) else _gate_bytes(before)
+    if len(raw) != GATE_SIZE["long"]:
+        raise GateError(f"length: a long-mode gate is {GATE_SIZE['long']} bytes, got {len(raw)}")
+    code = assemble(source, address=CODE_BASE).code      # before the machine: bad source costs no engine
     m = Machine("x86_64")
-    raw = before.encode("long") if isinstance(before, Gate) else bytes(before)
     m.write(IDT_BASE, raw)
-    out = m.run(assemble(source, address=CODE_BASE).code, max_insns=1000, timeout=1.0)
+    out = m.run(code, max_insns=1000, timeout=1.0)
     if out.status != "finished":
         raise GateError(f"store program did not finish: {out.message}")
     after = m.read(IDT_BASE, 16)

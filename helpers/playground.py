@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .asm import Assembly, AsmError, assemble
-from .emu import EmuError, Machine, Outcome
+from .emu import CODE_BASE, EmuError, Machine, Outcome
 
 # The registers worth showing a newcomer, per architecture (flags last).
 SHOWN = {
@@ -44,10 +44,11 @@ def run_source(source: str, arch: str = "x86_64", syntax: str = "att") -> Run:
     """Assemble ``source`` and run it on a fresh machine. Raises ``ValueError`` (AsmError/EmuError) with one line."""
     if arch not in SHOWN:
         raise ValueError(f"unknown architecture {arch!r}: choose x86_64 or x86_32")
-    machine = Machine(arch)
-    assembly = assemble(source, arch=arch, syntax=syntax, address=machine.code_base)
+    # Assemble first: a bad program then costs no emulator engine at all.
+    assembly = assemble(source, arch=arch, syntax=syntax, address=CODE_BASE)
     if not assembly.code:
         raise AsmError("nothing to run: the source has no instructions")
+    machine = Machine(arch, code_base=CODE_BASE)
     end = machine.load(assembly.code)
     machine.fresh_stack(return_address=end)
     machine.pc = machine.code_base

@@ -615,3 +615,77 @@ def test_hook_setting_registers_only_needs_no_restart():
     out = m.run(h("b9d0070000 48ffc0 ffc9 75f9 f4"))
     assert out.status == "halted" and len(visits) == 2000
     assert (m.regs["rax"], m.regs["rbx"], out.insns) == (2000, 20000, 1 + 3 * 2000 + 1)
+
+
+# ---------------------------------------------------------------- memory (issue 13)
+def test_machine_and_engine_are_freed_without_the_cyclic_collector():
+    import gc
+    import weakref
+
+    from helpers.emu import TCG_BUFFER_SIZE
+    gc.disable()
+    try:
+        m = Machine()
+        assert m.uc.ctl_get_tcg_buffer_size() == TCG_BUFFER_SIZE      # not unicorn's 1 GiB default
+        m.hook_address(m.code_base, lambda mm, a: None)
+        m.on_interrupt(lambda mm, v: False)
+        m.run(bytes.fromhex("b801000000cd80"), trace=True)
+        m.regs["rax"]
+        engine, machine = weakref.ref(m.uc), weakref.ref(m)
+        del m
+        assert machine() is None and engine() is None
+    finally:
+        gc.enable()
+
+
+def test_hook_errors_still_reach_the_outcome():
+    m = Machine()
+    m.hook_address(m.code_base, lambda mm, a: 1 / 0)
+    out = m.run(bytes.fromhex("90"))
+    assert out.fault.kind == "hook error" and "ZeroDivisionError" in out.message
+
+
+_UNDER_LIMIT = r"""
+import resource, sys
+from helpers import emu
+from helpers.playground import run_source
+emu._probe_layout()
+run_source("nop")
+vm = lambda: int([l for l in open("/proc/self/status") if l.startswith("VmSize")][0].split()[1]) * 1024
+limit = vm() + (400 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+bad = ["mov %eax", "movz %eax, %ebx", ".incbin \"/etc/hostname\"", "jmp nowhere"]
+runs = ["mov $0, %eax\nmov (%rax), %eax", "ud2", "1: jmp 1b", "int $3", "hlt"]
+n = 0
+for i in range(30):
+    try:
+        r = run_source(bad[i % len(bad)])
+    except ValueError:
+        n += 1
+    r = run_source(runs[i % len(runs)])
+    n += r.outcome.status != "finished"
+print(n, vm() < limit)
+"""
+
+
+def test_failed_runs_stay_within_an_address_space_limit():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-c", _UNDER_LIMIT], capture_output=True, text=True, timeout=300, cwd=root,
+                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert p.returncode == 0, p.stderr[-800:]
+    assert p.stdout.split() == ["60", "True"]
+
+
+def test_huge_regions_and_top_addresses_are_one_line_errors():
+    with pytest.raises(EmuError, match="stack_size"):
+        Machine(stack_size=4 << 30)
+    with pytest.raises(EmuError, match="data_size"):
+        Machine(data_size=1 << 40)
+    m = Machine()
+    h = m.hook_address(2**64 - 1, lambda mm, a: None)   # the last address of the 64-bit space
+    m.remove_hook(h)
+    with pytest.raises(EmuError):
+        Machine("x86_32").hook_address(2**64 - 1, lambda mm, a: None)

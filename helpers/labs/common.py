@@ -222,6 +222,9 @@ def _no_answer(raw) -> bool:
     return raw is None or raw is Ellipsis or (isinstance(raw, str) and not raw.strip())
 
 
+MAX_WIDTH = 4096  # hex digits or bytes: far beyond any field a lab asks about, and 16 ** width stays cheap
+
+
 def parse_answer(kind: str, raw, *, width: int | None = None, choices: Iterable | None = None,
                  item_kind: str = "str"):
     """Parse a student's answer of ``kind``; raise ValueError with a one-line, student-friendly message.
@@ -235,6 +238,8 @@ def parse_answer(kind: str, raw, *, width: int | None = None, choices: Iterable 
     """
     if kind not in KINDS:
         raise ValueError(f"unknown answer kind {kind!r} (one of {', '.join(KINDS)})")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or not 0 < width <= MAX_WIDTH):
+        raise ValueError(f"width must be a whole number from 1 to {MAX_WIDTH}, not {str(width)[:40]}")
     if _no_answer(raw):
         raise NoAnswer("no answer yet: replace the placeholder with your answer")
     if kind == "int":
