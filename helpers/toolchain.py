@@ -387,6 +387,22 @@ def _sweep(root: Path) -> None:
             shutil.rmtree(root / name, ignore_errors=True)
 
 
+def _set_aside(out_dir: Path) -> None:
+    """Move a bad entry out of the way (atomically, so readers see it gone), then delete it."""
+    bad = out_dir.parent / f".bad-{out_dir.name.split('-')[0]}-{os.getpid()}-{out_dir.name.split('-', 1)[-1]}"
+    try:
+        out_dir.rename(bad)
+    except OSError:
+        return  # another process moved it first
+    if _valid_entry(bad) is not None:  # a good entry appeared between our check and the move: put it back
+        try:
+            bad.rename(out_dir)
+            return
+        except OSError:
+            pass
+    shutil.rmtree(bad, ignore_errors=True)
+
+
 def _cached_build(kind: str, key: str, build) -> Build:
     """Return the build at ``CACHE_DIR/builds/<kind>-<key>``, running ``build(workdir)`` once if it is absent.
 
@@ -401,26 +417,23 @@ def _cached_build(kind: str, key: str, build) -> Build:
         return Build(out_dir / m["file"], m["output"], tuple(m["command"]), m["tool"], cached=True)
     root.mkdir(parents=True, exist_ok=True)
     _sweep(root)
-    if out_dir.exists():  # incomplete or damaged: set it aside (atomically), then remove it
-        bad = root / f".bad-{kind}-{os.getpid()}-{key}"
-        try:
-            out_dir.rename(bad)
-        except OSError:
-            pass  # another process moved it first
-        shutil.rmtree(bad, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{kind}-{os.getpid()}-", dir=root))
     try:
         file, output, command, tool = build(tmp)
         size = (tmp / file).stat().st_size
         (tmp / "build.json").write_text(json.dumps({"file": file, "output": output, "command": command,
                                                     "tool": tool, "size": size}))
-        try:
-            tmp.rename(out_dir)
-        except OSError:  # another process finished the same build first: use its entry if it is good
-            shutil.rmtree(tmp, ignore_errors=True)
-            if _valid_entry(out_dir) is None:
-                raise ToolchainError(f"the build cache entry {out_dir.name} is being replaced by another "
-                                     "process; run the cell again") from None
+        for _attempt in range(5):
+            try:
+                tmp.rename(out_dir)
+                break
+            except OSError:
+                if _valid_entry(out_dir) is not None:  # another process finished the same build first
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    break
+                _set_aside(out_dir)                     # an incomplete or damaged entry
+        else:
+            raise ToolchainError(f"could not store the build in the cache ({out_dir.name}); run the cell again")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
