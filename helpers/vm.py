@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import selectors
 import shutil
 import signal
 import subprocess
@@ -79,7 +81,8 @@ class GuestRun:
     elapsed: float  # wall-clock seconds of the QEMU process
     accel: str  # "tcg" or "kvm"
     argv: list[str]  # the QEMU command line
-    stop: str = "debug-exit"  # "debug-exit", "shutdown" (power-off), "triple fault", "panic", "timeout", "qemu error"
+    stop: str = "debug-exit"  # "debug-exit", "shutdown" (power-off), "triple fault", "panic", "timeout",
+    #                           "console flood", "qemu error"
     qemu: str = ""  # qemu_version() of the QEMU that ran it
     cached: bool = field(default=False, compare=False)
     recorded: bool = field(default=False, compare=False)  # loaded from helpers/recorded/vm/, QEMU being missing
@@ -252,7 +255,7 @@ def _check_args(kernel, initrd, append, memory_mb, timeout, extra_args, accel):
 def _argv(exe, kernel, initrd, append, memory_mb, extra_args, debug_exit, accel, log) -> list[str]:
     argv = [exe, "-accel", accel, "-m", str(memory_mb), "-display", "none", "-nodefaults", "-no-user-config",
             "-nic", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none",
-            "-d", "cpu_reset,guest_errors", "-D", str(log), "-kernel", str(kernel)]
+            "-d", "cpu_reset", "-D", str(log), "-kernel", str(kernel)]
     if initrd is not None:
         argv += ["-initrd", str(initrd)]
     if append:
@@ -292,25 +295,21 @@ def boot(kernel, *, initrd=None, append: str = "", memory_mb: int = 256, timeout
                                     start_new_session=True, cwd=tmp)
         except OSError as e:
             raise VMError(f"{QEMU} could not start: {e}") from None
-        timed_out = False
         try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-            out, err = proc.communicate()
+            out, err, cut = _collect(proc, timeout)
         except BaseException:  # KeyboardInterrupt in a notebook: never leave QEMU running
             _kill_group(proc)
             proc.wait()
             raise
         elapsed = time.monotonic() - start
-        qlog = log.read_text(errors="replace") if log.exists() else ""
-    console = out[:MAX_CONSOLE].decode("utf-8", errors="replace").replace("\r\n", "\n")
+        with open(log, "rb") if log.exists() else io.BytesIO() as f:
+            qlog = f.read(1 << 20).decode(errors="replace")
+    console = out.decode("utf-8", errors="replace").replace("\r\n", "\n")
     stderr = err.decode("utf-8", errors="replace").strip()
     rc = proc.returncode
     exit_code, stop = None, "shutdown"
-    if timed_out:
-        stop = "timeout"
+    if cut:
+        stop = cut
     elif "Triple fault" in qlog:
         stop = "triple fault"
     elif "Kernel panic - not syncing" in console:
@@ -325,6 +324,42 @@ def boot(kernel, *, initrd=None, append: str = "", memory_mb: int = 256, timeout
     return run
 
 
+def _collect(proc: subprocess.Popen, timeout: float) -> tuple[bytes, bytes, str | None]:
+    """Read QEMU's stdout (the console) and stderr until it exits, the deadline passes, or the console passes
+    MAX_CONSOLE bytes; in the last two cases kill its process group. Returns (stdout, stderr, None | "timeout" |
+    "console flood"). Memory stays bounded whatever the guest prints."""
+    deadline = time.monotonic() + timeout
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    bufs, limit = {out_fd: bytearray(), err_fd: bytearray()}, {out_fd: MAX_CONSOLE, err_fd: 64 << 10}
+    cut = None
+    with selectors.DefaultSelector() as sel:
+        sel.register(out_fd, selectors.EVENT_READ)
+        sel.register(err_fd, selectors.EVENT_READ)
+        while sel.get_map() and cut is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                cut = "timeout"
+                break
+            for key, _ in sel.select(timeout=min(left, 1.0)):
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    sel.unregister(key.fd)
+                    continue
+                buf = bufs[key.fd]
+                buf += chunk[:max(0, limit[key.fd] - len(buf))]
+                if key.fd == out_fd and len(buf) >= MAX_CONSOLE:
+                    cut = "console flood"
+    if cut:
+        _kill_group(proc)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL
+        pass
+    proc.stdout.close()
+    proc.stderr.close()
+    return bytes(bufs[out_fd]), bytes(bufs[err_fd]), cut
+
+
 def _qemu_complained(stderr: str) -> bool:
     return any(l.startswith(f"{QEMU}:") and "warning" not in l for l in stderr.splitlines())
 
@@ -332,6 +367,9 @@ def _qemu_complained(stderr: str) -> bool:
 def _check_run(run: GuestRun, stderr: str, timeout: float, rc) -> None:
     if run.stop == "timeout":
         raise VMError(f"guest timed out after {timeout:g} s ({run.accel}); last console lines: {run.tail()}")
+    if run.stop == "console flood":
+        raise VMError(f"guest printed more than {MAX_CONSOLE} bytes on its console and was stopped; "
+                      f"last console lines: {run.tail()}")
     if run.stop == "triple fault":
         raise VMError(f"guest triple-faulted (the CPU shut down); last console lines: {run.tail()}")
     if run.stop == "panic":

@@ -173,3 +173,14 @@ def test_recordings_stand_in_for_a_missing_qemu(tmp_path, monkeypatch):
         vm.qemu_version.cache_clear()
     with pytest.raises(vm.VMError, match="no VM experiment 'nope'"):
         vm.run_experiment("nope")
+
+
+@needs_qemu
+def test_a_guest_flooding_its_console_is_stopped(tmp_path, monkeypatch):
+    monkeypatch.setattr(vm, "MAX_CONSOLE", 1 << 16)
+    flood = "movw $0x3f8, %dx\nmovb $0x41, %al\n1: outb %al, %dx\njmp 1b\n"
+    with pytest.raises(vm.VMError, match=r"printed more than 65536 bytes on its console") as e:
+        vm.boot(guest(tmp_path, flood), accel="tcg", timeout=60)
+    assert "\n" not in str(e.value)
+    run = vm.boot(guest(tmp_path, flood), accel="tcg", timeout=60, check=False)
+    assert run.stop == "console flood" and len(run.console) == 1 << 16 and run.elapsed < 30
