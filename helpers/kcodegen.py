@@ -627,6 +627,8 @@ func main() {
 """
 
 HELLO_GO = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello, world") }\n'
+# The same with cgo linked in (import "C"): the runtime then runs with a C thread library's TLS.
+HELLO_CGO_GO = 'package main\n\nimport "C"\nimport "fmt"\n\nfunc main() { fmt.Println("hello, world") }\n'
 
 # -T takes a signed 64-bit value: -0x7f000000 is 0xffffffff81000000, where x86-64 Linux links its text
 # (arch/x86/include/asm/page_64_types.h: __START_KERNEL_map + the physical start).
@@ -666,14 +668,15 @@ def build_c(flags, compiler: str | None = None) -> toolchain.Build:
     return toolchain.cc(SAMPLE_C, compiler=compiler, target=target, flags=tuple(flags), output="obj")
 
 
-def build_go(source: str = SAMPLE_GO, *, spectre: bool = False, kernel_text: bool = False) -> toolchain.Build:
+def build_go(source: str = SAMPLE_GO, *, spectre: bool = False, kernel_text: bool = False,
+             cgo: bool = False) -> toolchain.Build:
     """The pinned Go build of ``source``; ``spectre`` adds ``-spectre=ret`` to every package (compiler and
     assembler: retpolines for indirect calls), ``kernel_text`` links the text at 0xffffffff81000000."""
     return toolchain.go_build(
         source,
         gcflags="all=-spectre=ret" if spectre else None,
         flags=("-asmflags=all=-spectre=ret",) if spectre else (),
-        ldflags=f"-T={KERNEL_TEXT:#x}" if kernel_text else None)
+        ldflags=f"-T={KERNEL_TEXT:#x}" if kernel_text else None, cgo=cgo)
 
 
 # The same unit in Rust (no_std, extern "C" so the symbols keep their names), for Rust-for-Linux's flags.
@@ -865,6 +868,7 @@ def evidence() -> Evidence:
         "go_hello": measure(build_go(HELLO_GO).path).row(),
         "go_spectre": measure(build_go(HELLO_GO, spectre=True).path).row(),
         "go_kernel_text": measure(build_go(HELLO_GO, kernel_text=True).path).row(),
+        "go_cgo": measure(build_go(HELLO_CGO_GO, cgo=True).path).row(),
     }
     rust = rust_measure(facts["rustflags"])
     ms["rust_user"], ms["rust_kernel"] = rust["user"], rust["kernel"]
