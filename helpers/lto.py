@@ -5,8 +5,10 @@ two-file C program with and without ``-flto`` (gcc where installed, ``zig cc``/c
 results with :mod:`helpers.elf`, disassembles with :mod:`helpers.asm`, and times real runs. It also builds
 Go binaries (plain, ``-ldflags=-s -w``, cgo) and lists their real ELF sections.
 
-What the Linux kernel itself supports is recorded in :data:`KERNEL_SOURCES`: short, cited facts read from
-torvalds/linux (and the mailing-list patches that added them), so chapter cells can assert against them.
+What the Linux kernel's sources say is recorded in :data:`KERNEL_SOURCES`: short, cited facts read from
+torvalds/linux (and the mailing-list patches that added them). A cell that asserts against them checks cited
+text, not a run, and says so; what the running kernel does (init sections, kprobes, its configuration and
+kbuild's flags) comes from :mod:`helpers.linuxguest`.
 """
 from __future__ import annotations
 
