@@ -2,16 +2,17 @@
  * idt_kernel.S -- the book's bare-metal x86-64 test kernel for interrupt delivery (chapter 3a, labs/idt).
  *
  * QEMU loads it with -kernel as a multiboot (v1) ELF32 image and enters _start in 32-bit protected mode
- * (Multiboot Specification 0.6.96 §3.2). It switches to long mode (Intel SDM Vol. 3A §10.8.5: PAE, CR3,
- * EFER.LME, CR0.PG, a far jump to a 64-bit code segment), loads a GDT with ring-0 and ring-3 segments, a
- * TSS and the IDT, masks the 8259 PICs, enables the local APIC, and runs the scenarios that
- * helpers/guests/idtk.py generates into this file at @SCENARIOS@. The IDT's 256 gates come byte for byte from
- * helpers.idt.Gate.encode() (idt_pristine, generated); each scenario patches a few entries with
- * encode()'s bytes, sets the TSS stack pointers, and raises one event: INT n at CPL 0 or 3, or a local
- * APIC self-IPI (a hardware interrupt).
+ * (Multiboot Specification 0.6.96 §3.2). It switches to long mode (Intel SDM Vol. 3A §10.8.5 "Initializing
+ * IA-32e Mode": PAE, CR3, EFER.LME, CR0.PG, a far jump to a 64-bit code segment), loads a GDT with ring-0
+ * and ring-3 segments, a TSS and the IDT, masks the 8259 PICs, enables the local APIC, and runs the
+ * scenarios that helpers/guests/idtk.py generates into this file at @SCENARIOS@. The IDT's 256 gates come
+ * byte for byte from helpers.idt.Gate.encode() (idt_pristine, generated); each scenario patches a few
+ * entries with encode()'s bytes, sets the TSS stack pointers, and raises one event: INT n at CPL 0 or 3, or
+ * a local APIC self-IPI (a hardware interrupt).
  *
- * Every vector's handler stub sits at stubs + 16 * vector, first in .text (so its address does not depend on
- * the scenarios, and Python knows the handler offsets before it generates them), reads RFLAGS with pushfq, and jumps to `common`, which prints one line on COM1:
+ * Every vector's handler stub sits at stubs + 16 * vector, first in .text (so its address does not depend
+ * on the scenarios, and Python knows the handler offsets before it generates them). A stub reads RFLAGS
+ * with pushfq and jumps to `common`, which prints one line on COM1:
  *
  *     E <scenario> <vector> <RSP at entry> <RFLAGS in handler> <n> <word 0> ... <word n-1>
  *
@@ -20,8 +21,10 @@
  * Stacks are filled with 0x5a bytes before each event, so padding the CPU skipped reads 5a5a5a5a5a5a5a5a.
  * Each scenario also prints "S <scenario> <RIP of the event instruction>" and "G <scenario> <vector>
  * <16 bytes>" for every gate it installed, read back from the live IDT. The handler then abandons the
- * frame (a fresh runner stack, ring 0: SYSCALL gets a handler that ran at CPL 3 there) and jumps to the next scenario; after the last one the kernel
- * prints "DONE" and writes 0 to the isa-debug-exit port.
+ * frame (a fresh runner stack, ring 0; SYSCALL takes a handler that a gate ran at CPL 3 there) and jumps
+ * to the next scenario. An event that transfers no control runs on into "N <scenario>" (CPL 0) or a ud2
+ * (CPL 3, reported as #UD). After the last scenario the kernel prints "DONE" and writes 0 to the
+ * isa-debug-exit port; a triple fault instead ends the machine (QEMU's -no-reboot).
  *
  * Selectors follow Linux (torvalds/linux, asm/segment.h under arch/x86): 0x10 kernel code, 0x18 kernel data,
  * 0x2b user data, 0x33 user code; the TSS descriptor is at 0x40.
