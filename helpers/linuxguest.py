@@ -234,6 +234,8 @@ FLAG_RULES = {
 
 def parse_cmd_file(text: str) -> tuple[str, tuple, tuple]:
     """(compiler, flags, objtool args) from a kbuild ``.cmd`` file's ``cmd_<obj> := ...`` line."""
+    if not isinstance(text, str):
+        raise GuestError(f"parse_cmd_file needs the file's text, not {type(text).__name__}")
     m = re.search(r"^(?:saved)?cmd_\S+ := (.*)$", text, re.M)
     if not m:
         raise GuestError("not a kbuild .cmd file (no 'cmd_<target> :=' line)")
@@ -441,9 +443,13 @@ def _newc(name: str, mode: int, data: bytes = b"", ino: int = 0, rdev: tuple = (
 def initramfs(files: dict, init: str) -> bytes:
     """An uncompressed initramfs: directories, ``/dev/console``, ``/init`` (the script) and ``files``
     ({guest path: bytes}; paths under /bin are executable)."""
+    if not isinstance(files, dict) or not isinstance(init, str):
+        raise GuestError("initramfs needs {guest path: bytes} and the /init script as a string")
     recs, ino = [], 1
     dirs = {"dev", "proc", "sys", "bin", "sbin", "mods", "tmp"}
-    for path in files:
+    for path, data in files.items():
+        if not isinstance(path, str) or not isinstance(data, (bytes, bytearray)):
+            raise GuestError(f"bad initramfs entry {path!r}: a path string and bytes, please")
         if not path.startswith("/") or ".." in path.split("/"):
             raise GuestError(f"bad guest path {path!r}: absolute paths without '..' only")
         parts = path.strip("/").split("/")
@@ -540,6 +546,8 @@ class Step:
 
 def parse_console(text: str) -> dict:
     """{step name: Step} from the guest's serial console; GuestError when the script did not finish."""
+    if not isinstance(text, str):
+        raise GuestError(f"parse_console needs the console text, not {type(text).__name__}")
     lines = [l.rstrip("\r") for l in text.replace("\r\n", "\n").split("\n")]
     steps, cur, part, buf = {}, None, None, {}
     for line in lines:

@@ -153,3 +153,16 @@ def test_modpost_refusal_is_one_line():
     with pytest.raises(L.GuestError) as e:
         L.build_modules({"Kbuild": "obj-m := undef.o\n", "undef.c": src})
     assert str(e.value) == 'kbuild failed: ERROR: modpost: "nowhere" [M/undef.ko] undefined!'
+
+
+@pytest.mark.parametrize("call", [lambda: L.initramfs({"/mods/a": "text, not bytes"}, ""),
+                                  lambda: L.initramfs({1: b""}, ""), lambda: L.initramfs([], ""),
+                                  lambda: L.initramfs({}, None), lambda: L.parse_console(None),
+                                  lambda: L.parse_console(b"bytes"), lambda: L.parse_cmd_file(None),
+                                  lambda: L.results().step("no_such_step"),
+                                  lambda: L.flag(L.results(), "int80", "no_such_answer"),
+                                  lambda: L.verdict(L.results(), "no_such_module")])
+def test_bad_input_is_one_line_guest_error(call):
+    with pytest.raises(L.GuestError) as e:
+        call()
+    assert "\n" not in str(e.value)
