@@ -60,7 +60,15 @@ MAX_CODE = 1 << 20         # bytes of machine code
 
 
 class AsmError(ValueError):
-    """Bad assembly input (or a form no available backend encodes correctly)."""
+    """Bad assembly input (or a form no available backend encodes correctly). One line, at most
+    ``MAX_ERROR`` characters: a message that quotes the reader's input never echoes a whole program."""
+
+    def __init__(self, message="assembly failed", *args):
+        text = " ".join(str(message).split())
+        super().__init__(text if len(text) <= MAX_ERROR else text[:MAX_ERROR - 1] + "…", *args)
+
+
+MAX_ERROR = 240
 
 
 # ----------------------------------------------------------------------------
@@ -93,12 +101,20 @@ class Insn:
         return len(self.bytes)
 
 
-def format_listing(items: Iterable) -> str:
-    """objdump-like text for Insn or Line objects: ``0x1000: 48 89 e5   mov %rsp,%rbp``."""
+MAX_LISTING = 400   # lines of a listing shown to a reader; the rest is counted ("… N more lines")
+
+
+def format_listing(items: Iterable, max_lines: int | None = MAX_LISTING) -> str:
+    """objdump-like text for Insn or Line objects: ``0x1000: 48 89 e5   mov %rsp,%rbp``.
+
+    At most ``max_lines`` lines (None: all), then one line saying how many more there are."""
     items = list(items)
-    width = max((len(it.bytes) for it in items), default=0) * 3 - 1
-    return "\n".join(f"{it.address:#x}: {it.bytes.hex(' '):<{width}}  {it.text}".rstrip()
-                     for it in items)
+    shown = items if max_lines is None else items[:max(0, max_lines)]
+    width = max((len(it.bytes) for it in shown), default=0) * 3 - 1
+    lines = [f"{it.address:#x}: {it.bytes.hex(' '):<{width}}  {it.text}".rstrip() for it in shown]
+    if len(items) > len(shown):
+        lines.append(f"… {len(items) - len(shown)} more lines")
+    return "\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,11 +283,32 @@ def gnu_as_version() -> str | None:
 _GAS_DIAG = re.compile(r"^(?P<file>[^:\n]*):(?P<line>\d+): (?P<kind>Error|Warning): (?P<msg>.*)$", re.M)
 
 
+MAX_MESSAGE = 160   # characters of a diagnostic shown to the reader (gas echoes whole operands)
+
+
+def _clip(text: str, n: int = MAX_MESSAGE) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
 def _gas_message(msg: str) -> str:
     m = re.match(r"no such instruction: `(\S+)", msg)
     if m:
-        return f"unknown instruction '{m.group(1)}'"
-    return msg.replace("`", "'").strip()
+        return f"unknown instruction '{_clip(m.group(1), 40)}'"
+    return _clip(msg.replace("`", "'").strip())
+
+
+def _gas_failure(stderr: str) -> str:
+    """One line about the reader's input for a GNU as failure that is not a plain Error/Warning: an internal
+    error ("... Please report this bug."), a fatal error, a crash."""
+    m = re.search(r"^[^:\n]*:(\d+): (?:Internal error|Fatal error)[^\n]*", stderr, re.M)
+    line = m.group(1) if m else "1"
+    if m and "Internal error" in m.group():
+        return f"line {line}: GNU as failed on this statement with an internal error (a binutils bug); rewrite it"
+    useful = [l for l in stderr.strip().splitlines()
+              if l.strip() and "Please report this bug" not in l and "invoked from here" not in l]
+    last = useful[-1].split(": ", 1)[-1] if useful else "unknown failure"
+    return f"line {line}: GNU as failed: {_clip(last)}"
 
 
 # Relocation types we can apply ourselves for a flat image at `address`:
@@ -329,8 +366,7 @@ def _gnu_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
         for m in sorted(diags, key=lambda m: (m["kind"] != "Error", int(m["line"]))):
             raise AsmError(f"line {m['line']}: {_gas_message(m['msg'])}")
         if proc.returncode != 0:
-            first = (proc.stderr or "").strip().splitlines()[-1:] or ["unknown failure"]
-            raise AsmError(f"line 1: GNU as failed: {first[0]}")
+            raise AsmError(_gas_failure(proc.stderr or ""))
         if os.path.getsize(obj) > 4 * MAX_CODE:
             raise AsmError(f"line 1: the program is larger than {MAX_CODE} bytes")
         with open(obj, "rb") as f:
@@ -1073,6 +1109,7 @@ def _keystone_assemble(source: str, arch: str, syntax: str, address: int) -> byt
 
 
 def _ks_message(err: str, stmt: str) -> str:
+    stmt = _clip(stmt, 60)
     words = stmt.split()
     if err.lower().startswith("invalid mnemonic"):
         prefixes, mnem, _ = _split_insn(stmt)
@@ -1162,7 +1199,7 @@ def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address:
         if arch == "x86_64" and insn.opcode[0] in (0xA0, 0xA1, 0xA2, 0xA3) and "movabs" not in stmt.lower():
             why = "64-bit moffs form instead of GNU as's ModRM form"
         if why:
-            raise AsmError(f"line {lineno}: keystone encoded '{stmt}' as '{insn.mnemonic} "
+            raise AsmError(f"line {lineno}: keystone encoded '{_clip(stmt, 60)}' as '{insn.mnemonic} "
                            f"{insn.op_str}' ({why}); not supported without GNU as")
     return decoded
 

@@ -22,6 +22,11 @@ Bad input (missing file, not an ELF) raises :class:`ElfError` with a one-line me
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -134,8 +139,54 @@ def _open(path) -> tuple[Path, "object"]:
     return p, f
 
 
+# Parsed files, by (path, size, mtime_ns, content hash): a Go binary takes ~140 ms to parse and the book asks
+# for the same ones again and again; hashing it costs a few ms.  A file that changed in any way (even within
+# one mtime tick, with the same size) has another hash and is parsed again.
+_CACHE: "OrderedDict[tuple, ElfInfo]" = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+CACHE_ENTRIES = 64
+
+
+def _key(p: Path) -> tuple:
+    st = p.stat()
+    h = hashlib.blake2b(digest_size=16)
+    with p.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return (str(p.resolve()), st.st_size, st.st_mtime_ns, h.hexdigest())
+
+
+def _copy(info: ElfInfo, path: Path) -> ElfInfo:
+    """A caller's own copy (the lists may be changed by the caller; their items are immutable tuples)."""
+    return dataclasses.replace(info, path=path, sections=list(info.sections), symbols=list(info.symbols),
+                               segments=list(info.segments), needed=list(info.needed))
+
+
 def read_elf(path) -> ElfInfo:
-    """Read sections, symbols (both .symtab and .dynsym), program headers, PT_INTERP and DT_NEEDED."""
+    """Read sections, symbols (both .symtab and .dynsym), program headers, PT_INTERP and DT_NEEDED.
+
+    Cached per file and content (see ``_CACHE``): asking again for an unchanged file costs a hash."""
+    p, f = _open(path)
+    f.close()
+    try:
+        key = _key(p)
+    except OSError as e:
+        raise ElfError(f"cannot read {p.name}: {e.strerror}") from None
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+    if hit is not None:
+        return _copy(hit, p)
+    info = _parse(path)
+    with _CACHE_LOCK:
+        _CACHE[key] = _copy(info, p)
+        while len(_CACHE) > CACHE_ENTRIES:
+            _CACHE.popitem(last=False)
+    return info
+
+
+def _parse(path) -> ElfInfo:
     p, f = _open(path)
     try:
         with f:

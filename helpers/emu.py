@@ -112,7 +112,12 @@ _QEMU_GPR = ("ax", "cx", "dx", "bx", "sp", "bp", "si", "di")
 
 
 class EmuError(ValueError):
-    """Bad input to the emulator (unknown register, unmapped address, bad argument). One line."""
+    """Bad input to the emulator (unknown register, unmapped address, bad argument). One line, at most 240
+    characters (a message that quotes the reader's value never echoes all of it)."""
+
+    def __init__(self, message="emulator error", *args):
+        text = " ".join(str(message).split())
+        super().__init__(text if len(text) <= 240 else text[:239] + "…", *args)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -328,6 +333,7 @@ class Trace:
         self._code = code                  # pc -> instruction bytes, captured when the run ended
         self._flags_mode = flags_mode      # "lazy": rebuild from cc_op/cc_src/cc_dst; "direct": recorded
         self.truncated = truncated         # True when max_steps cut the recording short
+        self.notice = ""                   # then: one line saying so (also in the run's Outcome.message)
         self._flags_cache: dict[int, int] = {}
         self._insn_cache: dict[int, str] = {}
         self._wraw = writes                # flat (store length when written, address, size, value) ...
@@ -436,7 +442,7 @@ class Trace:
         return rows
 
     def __repr__(self) -> str:
-        return f"<Trace {self.arch}: {self._n} steps{' (truncated)' if self.truncated else ''}>"
+        return f"<Trace {self.arch}: {self._n} steps{' (truncated: ' + self.notice + ')' if self.truncated else ''}>"
 
 
 _CAPSTONE: dict[int, capstone.Cs] = {}
@@ -1474,6 +1480,10 @@ class Machine:
         else:
             msg = "fault: " + self._fault_text(f, declined)
         tr = rec.finish(names) if rec is not None else None
+        if tr is not None and tr.truncated:   # said where the reader sees the run, not only in a flag
+            tr.notice = (f"the trace recorded only the first {tr.steps} of {total} instructions "
+                         f"(TraceSpec max_steps={rec.spec.max_steps})")
+            msg += f"; {tr.notice}"
         return Outcome(status, total, pc, f, tr, msg.replace("\n", " "), reason, elapsed)
 
     def _fault_text(self, f: FaultInfo, declined: bool) -> str:

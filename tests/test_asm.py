@@ -548,3 +548,44 @@ def test_disassemble_random_bytes(code, mode, address):
     insns = disassemble(code, *mode, address=address)
     assert b"".join(i.bytes for i in insns) == code
     assert all(i.address == address + sum(j.size for j in insns[:k]) for k, i in enumerate(insns))
+
+
+# ---------------------------------------------------------------- output budgets and messages (issue 13)
+@needs_as
+def test_listing_and_reports_are_capped():
+    from helpers.playground import run_source
+    from helpers.widgets.asmrun import AsmRunner
+
+    src = ".rept 100000\nnop\n.endr\n"
+    a = assemble(src, backend="gnu-as")
+    assert len(a.code) == 100_000 and len(a.listing) == 100_000
+    lines = str(a).splitlines()
+    assert len(lines) == asm.MAX_LISTING + 1 and lines[-1] == f"… {100_000 - asm.MAX_LISTING} more lines"
+    assert format_listing(a.listing, max_lines=None).count("\n") == 99_999
+    assert len(run_source(src).report()) < 40_000
+    w = AsmRunner(src)
+    w.run()
+    assert len(w.result.value) < 40_000 and "more lines" in w.result.value
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_long_junk_is_clipped_to_one_short_line(backend):
+    with pytest.raises(AsmError) as e:
+        assemble("nop\nmov " + "x" * 20_000 + "(%eax, %eax", backend=backend)
+    assert str(e.value).startswith("line 2: ") and len(str(e.value)) < 300 and "\n" not in str(e.value)
+
+
+@needs_as
+@pytest.mark.parametrize("stderr,want", [
+    ("input.s: Assembler messages:\ninput.s:3: Internal error in md_apply_fix at tc-i386.c:1.\n"
+     "Please report this bug.\n", "line 3: GNU as failed on this statement with an internal error"),
+    ("input.s: Assembler messages:\ninput.s:2: Fatal error: can't fill 1 byte\n", "line 2: GNU as failed: "),
+    ("Segmentation fault\nPlease report this bug.\n", "line 1: GNU as failed: Segmentation fault"),
+])
+def test_gnu_as_failures_are_about_the_readers_line(monkeypatch, stderr, want):
+    import subprocess
+
+    monkeypatch.setattr(asm, "_run", lambda argv: subprocess.CompletedProcess(argv, 1, "", stderr))
+    with pytest.raises(AsmError) as e:
+        assemble("nop\nnop\nnop", backend="gnu-as")
+    assert str(e.value).startswith(want) and "report this bug" not in str(e.value)

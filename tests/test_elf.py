@@ -84,3 +84,35 @@ def test_corrupted_real_object_raises_one_line_or_parses(tmp_path_factory, obj, 
         read_elf(p)
     except ElfError as e:
         assert "\n" not in str(e)
+
+
+# ---------------------------------------------------------------- the parse cache (issue 13)
+def test_read_elf_is_cached_per_file_and_content(static_exe, obj, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from helpers import elf
+
+    copy = tmp_path / "prog"
+    shutil.copy(static_exe, copy)
+    first = read_elf(copy)
+    parses = []
+    real = elf._parse
+    monkeypatch.setattr(elf, "_parse", lambda p: parses.append(p) or real(p))
+    again = read_elf(copy)
+    assert parses == [] and again == first and again is not first        # a hit, and the caller's own copy
+    again.symbols.clear()
+    assert read_elf(copy).symbols == first.symbols                         # the cache is not the caller's list
+    st = os.stat(copy)
+    shutil.copy(obj, copy)                                                 # a changed file ...
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))                    # ... even with the old mtime
+    changed = read_elf(copy)
+    assert len(parses) == 1 and changed.elf_type == "ET_REL" != first.elf_type
+    data = bytearray(copy.read_bytes())                                    # same size, same mtime, one byte
+    sym = changed.symbol("global_fn")
+    assert sym is not None
+    data[-1] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    read_elf(copy)
+    assert len(parses) == 2

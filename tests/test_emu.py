@@ -689,3 +689,14 @@ def test_huge_regions_and_top_addresses_are_one_line_errors():
     m.remove_hook(h)
     with pytest.raises(EmuError):
         Machine("x86_32").hook_address(2**64 - 1, lambda mm, a: None)
+
+
+def test_a_truncated_trace_says_so_in_the_outcome():
+    from helpers.emu import TraceSpec
+    loop = bytes.fromhex("b9e8030000" "ffc9" "75fc")          # mov $1000, %ecx; 1: dec %ecx; jnz 1b
+    out = Machine().run(loop, trace=TraceSpec(max_steps=10))
+    assert out.trace.truncated and out.insns == 2001
+    assert "the trace recorded only the first 10 of 2001 instructions" in out.message
+    assert out.trace.notice in repr(out.trace)
+    full = Machine().run(loop, trace=True)
+    assert not full.trace.truncated and "trace" not in full.message
