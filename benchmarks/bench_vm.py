@@ -10,7 +10,7 @@ Four figures, each the best of ``--repeat`` runs under TCG (software emulation):
   default devices and no network, as helpers.vm runs it. This is QEMU's own start-up and firmware cost,
   the floor under every boot;
 * **vm.boot**: the same guest through :func:`helpers.vm.boot` (timeout, process group, console parsing);
-* **test kernel, 1 scenario** and **test kernel, N scenarios** (chapter 3a's batch: 16 hand-picked and a
+* **test kernel, 1 scenario** and **test kernel, N scenarios** (chapter 3a's batch: 17 hand-picked and a
   seeded random sample), booted with :func:`helpers.vm.boot` directly, so the cache is not involved; the
   difference divided by the extra scenarios is the cost of one experiment inside a boot;
 * **warm cached_boot**: the chapter's batch again through :func:`helpers.guests.idtk.run` (what a re-run of

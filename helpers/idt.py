@@ -515,8 +515,11 @@ def deliver(vector: int, idt, *, cpl: int = 0, software: bool = True, rip: int, 
     if pushes_code:
         values.append(("error code", code or 0))
     frame, top = [], aligned
+    if aligned < 8 * len(values):  # RSP wraps around 0 into the top of the address space, as the CPU's does
+        result.notes.append(f"the new stack {new_rsp:#x} wraps around address 0 (a TSS stack pointer left 0?); "
+                            "this model has no paging: a real CPU page-faults here unless that memory is mapped")
     for name, value in values:
-        top -= 8
+        top = (top - 8) & U64
         frame.append(Slot(name, top, value))
     new_flags = rflags & ~(TF | NT | RF | VM)
     if gate.kind == "interrupt":

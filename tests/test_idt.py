@@ -373,3 +373,9 @@ def test_qemu_72_differs_from_the_sdm_in_error_codes_and_rf_only(vector, cpl, dp
 def test_follows_must_be_known():
     with pytest.raises(idt.GateError, match="follows: 'bochs' is not one of sdm, qemu-7.2"):
         deliver(0x80, one(0x80), rip=0, rsp=0x8000, follows="bochs")
+
+
+def test_a_zero_ist_pointer_wraps_around_and_says_so():
+    d = deliver(0x80, {0x80: Gate(0x1000, 0x10, ist=5, dpl=3)}, cpl=3, rip=0x1000, rsp=0x8000)  # IST5 is 0
+    assert d.rsp == 2**64 - 40 and all(0 <= s.address < 2**64 for s in d.frame)
+    assert any("wraps around address 0" in n for n in d.notes)

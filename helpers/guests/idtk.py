@@ -63,7 +63,8 @@ class Scenario:
     """One event for the kernel to raise. ``gates`` maps vector -> Gate, or 16 raw bytes, patched over
     :func:`baseline_idt`; ``event`` is ``"int"`` (``INT vector``, 2 bytes) or ``"hw"`` (a local-APIC
     self-IPI with that vector, taken before the instruction at the event address); ``rsp`` is the stack
-    pointer before the event (default: KSTACK_TOP at CPL 0, USTACK_TOP at CPL 3)."""
+    pointer before the event (default: KSTACK_TOP at CPL 0, USTACK_TOP at CPL 3); ``limit`` the IDTR limit
+    (an entry beyond it cannot be used)."""
 
     name: str
     vector: int
@@ -73,6 +74,7 @@ class Scenario:
     gates: dict = field(default_factory=dict)
     tss: TSS = DEFAULT_TSS
     rsp: int | None = None
+    limit: int = 256 * 16 - 1  # the IDTR limit loaded for this scenario (with lidt)
     note: str = ""
 
     def __post_init__(self):
@@ -86,6 +88,8 @@ class Scenario:
             raise vm.VMError(f"{self.name}: a self-IPI needs a vector 0x20..0xfe and IF=1")
         if not isinstance(self.rflags, int) or self.rflags & ~0x4_0ED7 or not self.rflags & 2:
             raise vm.VMError(f"{self.name}: rflags {self.rflags!r}: only CF PF AF ZF SF IF DF OF AC, with bit 1 set")
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not 0 <= self.limit <= 256 * 16 - 1:
+            raise vm.VMError(f"{self.name}: limit must be 0..0xfff (the IDT has 256 entries), got {self.limit!r}")
         if self.cpl == 3 and self.rflags & 0x3000:
             raise vm.VMError(f"{self.name}: IOPL must stay 0")
         for v, g in self.gates.items():
@@ -138,6 +142,7 @@ def scenarios_inc(scenarios) -> str:
             out += [f"    movabs ${value:#x}, %rax", f"    mov %rax, tss + {off}"]
         for k, top in enumerate(s.stack_tops()):
             out += [f"    movabs ${top:#x}, %rax", f"    mov %rax, stack_tops + {8 * k}"]
+        out += [f"    movw ${s.limit:#x}, idt_ptr(%rip)", "    lidt idt_ptr(%rip)"]
         out += [f"    lea event_{i}(%rip), %rax", "    call begin_scenario"]
         if s.event == "hw":  # ICR low: vector, fixed delivery, destination shorthand "self" (bits 19:18 = 01)
             out += [f"    mov ${LAPIC:#x}, %edi", f"    movl ${0x40000 | s.vector:#x}, 0x300(%rdi)"]
@@ -307,7 +312,7 @@ def model(s: Scenario, event_rip: int, follows: str = "sdm") -> idt.Delivery:
     helpers.idt.FOLLOWS)."""
     cs, ss = (KERNEL_CS, KERNEL_DS) if s.cpl == 0 else (USER_CS, USER_DS)
     return idt.deliver(s.vector, s.idt_bytes(), cpl=s.cpl, software=s.event == "int", rip=event_rip, insn_len=2,
-                       rsp=s.start_rsp, rflags=s.rflags, tss=s.tss, limit=256 * 16 - 1, cs=cs, ss=ss,
+                       rsp=s.start_rsp, rflags=s.rflags, tss=s.tss, limit=s.limit, cs=cs, ss=ss,
                        follows=follows)
 
 
@@ -371,6 +376,7 @@ def scenarios() -> list[Scenario]:
         Scenario("CPL 0 stack not 16-byte aligned", V, cpl=0, rsp=KSTACK_TOP - 8, gates={V: g(dpl=0)}),
         Scenario("hardware interrupt, CPL 3, gate DPL 0", 0x40, event="hw", cpl=3, gates={0x40: g(vector=0x40, dpl=0)}),
         Scenario("hardware interrupt, CPL 0", 0x40, event="hw", cpl=0, gates={0x40: g(vector=0x40, dpl=0)}),
+        Scenario("vector beyond the IDT limit (#GP)", V, cpl=0, gates={V: g(dpl=0)}, limit=V * 16 - 1),
         Scenario("#NP, then #NP delivering it: #DF", V, cpl=3,
                  gates={V: g(dpl=3, present=False), 11: g(vector=11, present=False)}),
         Scenario("#DF cannot be delivered either: triple fault", V, cpl=3,
@@ -379,8 +385,9 @@ def scenarios() -> list[Scenario]:
 
 
 def random_scenarios(n: int = 240, seed: int = 3) -> list[Scenario]:
-    """A seeded sample of gate x event combinations: gate kind, DPL, P, IST, selector, type byte; event INT n
-    or self-IPI, at CPL 0 or 3, with or without IF; RSP0 and the stack aligned or not. No triple faults."""
+    """A seeded sample of gate x event combinations: gate kind, DPL, P, IST, selector (null, data, beyond the
+    GDT limit, the TSS...), type byte; event INT n or self-IPI, at CPL 0 or 3; RFLAGS; RSP0 and the stack
+    aligned or not; the IDT limit just including or just excluding the vector. No triple faults."""
     rng = random.Random(seed)
     out = []
     while len(out) < n:
@@ -391,7 +398,7 @@ def random_scenarios(n: int = 240, seed: int = 3) -> list[Scenario]:
         if event == "hw":
             rflags |= rng.choice([0, 0x1, 0x40, 0x40000 if cpl == 0 else 0])
         kind = rng.choice(["interrupt", "trap"])
-        sel = rng.choice([KERNEL_CS] * 6 + [KERNEL_DS, USER_CS, 0x0, 0x8, 0x13, 0x10 | 3, 0x48])
+        sel = rng.choice([KERNEL_CS] * 6 + [KERNEL_DS, USER_CS, 0x0, 0x8, 0x13, 0x10 | 3, 0x40, 0x48, 0x58])
         gate = Gate(stub(vec), sel, ist=rng.choice([0, 0, 0, 1, 2, 3]), kind=kind, dpl=rng.choice([0, 3, 1, 2]),
                     present=rng.random() > 0.15)
         raw = bytearray(gate.encode())
@@ -403,8 +410,9 @@ def random_scenarios(n: int = 240, seed: int = 3) -> list[Scenario]:
         rsp0 = rng.choice([RSP0_TOP, RSP0_TOP - 8, RSP0_TOP - 0x18])
         ist = (IST_TOPS[0], rng.choice([IST_TOPS[1], IST_TOPS[1] - 8]), IST_TOPS[2], 0, 0, 0, 0)
         rsp = rng.choice([None, None, (KSTACK_TOP if cpl == 0 else USTACK_TOP) - 8])
+        limit = rng.choice([256 * 16 - 1] * 17 + [vec * 16 + 15, vec * 16 + 14, 0x7FF])  # just in, just out
         s = Scenario(f"random {len(out)}", vec, event=event, cpl=cpl, rflags=rflags, gates=gates,
-                     tss=TSS(rsp=(rsp0, 0, 0), ist=ist), rsp=rsp)
+                     tss=TSS(rsp=(rsp0, 0, 0), ist=ist), rsp=rsp, limit=limit)
         if model(s, 0).delivered is None:
             continue
         out.append(s)
