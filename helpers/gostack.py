@@ -668,6 +668,428 @@ class Marks:
         return self.final[1] - self.final[0]
 
 
+# ------------------------------------------------------------------------------------------- shrinking, natively
+
+
+def shrink_target(size: int, used: int, k: dict | None = None) -> int | None:
+    """runtime/stack.go shrinkstack's decision: the halved size, or None to keep the stack. ``used`` is
+    stack.hi - sched.sp of the parked goroutine."""
+    k = k or runtime_constants()
+    newsize = size // 2
+    if newsize < k["fixedStack"]:
+        return None
+    if used + k["stackNosplit"] >= size // 4:
+        return None
+    return newsize
+
+
+_SHRINK_GO = r'''package main
+
+// A goroutine grows its stack, returns, and parks at a chosen depth; main runs GC cycles and reads the
+// parked goroutine's g.stack and g.sched.sp after each (offsets from the binary's DWARF, on the command line).
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"unsafe"
+)
+
+func getg() uintptr // shrink_amd64.s: g from TLS
+
+var G atomic.Uintptr
+var park = make(chan int)
+var Depth, Park int
+
+//go:noinline
+func grow(n int) int {
+	var local [100]int64
+	local[n%100] = int64(n)
+	if n == 0 {
+		return 0
+	}
+	return grow(n-1) + int(local[n%100])
+}
+
+//go:noinline
+func parkAt(n int) int {
+	var local [8]int64
+	local[n&7] = int64(n)
+	if n == 0 {
+		return <-park
+	}
+	return parkAt(n-1) + int(local[n&7])
+}
+
+func worker() {
+	G.Store(getg())
+	grow(Depth)
+	parkAt(Park)
+}
+
+func word(addr uintptr) uintptr { return *(*uintptr)(unsafe.Pointer(addr)) }
+
+func main() {
+	arg := func(i int) int { v, _ := strconv.Atoi(os.Args[i]); return v }
+	Depth, Park = arg(1), arg(2)
+	cycles, spOff, statusOff := arg(3), uintptr(arg(4)), uintptr(arg(5))
+	go worker()
+	for G.Load() == 0 || *(*uint32)(unsafe.Pointer(G.Load() + statusOff)) != 4 { // _Gwaiting
+		runtime.Gosched()
+	}
+	g := G.Load()
+	for i := 0; i <= cycles; i++ {
+		os.Stdout.WriteString(strconv.FormatUint(uint64(word(g)), 10) + " " + strconv.FormatUint(uint64(word(g+8)), 10) +
+			" " + strconv.FormatUint(uint64(word(g+spOff)), 10) + "\n")
+		if i < cycles {
+			runtime.GC()
+		}
+	}
+	park <- 1
+}
+'''
+
+_SHRINK_S = '''#include "textflag.h"
+
+// func getg() uintptr
+TEXT ·getg(SB), NOSPLIT, $0-8
+	MOVQ (TLS), AX
+	MOVQ AX, ret+0(FP)
+	RET
+'''
+
+
+def shrink_native(depth: int, park: int, cycles: int = 6, timeout: float = 60) -> list[tuple[int, int]]:
+    """Natively: grow a goroutine's stack with ``depth`` frames of 832 bytes, return, park it ``park`` small
+    frames deep, then run ``cycles`` GCs. Returns (stack size, used = hi - sched.sp) before each GC and after
+    the last, as the real runtime left them."""
+    for name, v, hi in (("depth", depth, 4000), ("park", park, 2000), ("cycles", cycles, 20)):
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
+            raise GoStackError(f"{name} must be an integer in [0, {hi}], not {v!r}")
+    prog = _shrink_program()
+    off = prog.g_offsets
+    env = {"PATH": "/usr/bin:/bin", "GODEBUG": "adaptivestackstart=0"}
+    p = toolchain.run([prog.path, depth, park, cycles, off["sched.sp"], off["atomicstatus"]], timeout=timeout, env=env)
+    if p.returncode != 0:
+        raise GoStackError(f"native run failed (exit {p.returncode}): {(p.stderr or '').strip()[:160]}")
+    rows = [tuple(int(x) for x in l.split()) for l in p.stdout.splitlines()]
+    return [(hi - lo, hi - sp) for lo, hi, sp in rows]
+
+
+def shrink_decisions(rows: list[tuple[int, int]]) -> list[tuple[int, int | None, int]]:
+    """For each GC of a native run: (size before, the model's :func:`shrink_target`, the size after natively)."""
+    return [(size, shrink_target(size, used), after) for (size, used), (after, _u) in zip(rows, rows[1:])]
+
+
+@lru_cache(maxsize=1)
+def _shrink_program() -> GoProgram:
+    try:
+        b = toolchain.go_build({"main.go": _SHRINK_GO, "shrink_amd64.s": _SHRINK_S})
+    except toolchain.ToolchainError as e:
+        raise GoStackError(str(e).splitlines()[0]) from None
+    return GoProgram(b.path, _SHRINK_GO)
+
+
+# ------------------------------------------------------------------------------------------- uretprobes
+
+URETPROBE_TRAMPOLINE = 0x7FFFFFFFE000  # where Linux maps the uprobes XOL page (golang/go#27077 shows this address)
+
+_URETPROBE_GO = r'''package main
+
+// What a uretprobe does to a Go function: on entry to probed(At) the return address on the goroutine's
+// stack is replaced by a trampoline's address; the trampoline later jumps to the saved address. Here
+// hijack() does it from user space, without calls that would use stack: it finds probed's return-address
+// slot by its value (RetPC, the address after probed's recursive call, read from the binary by the book)
+// and writes the address of the trampoline page (movabs $orig, %r11; jmp *%r11) into it.
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+)
+
+var N, At, Result int
+var RetPC, Tramp uintptr
+var done atomic.Int32
+
+//go:noinline
+func hijack() {
+	var here uintptr
+	slot := uintptr(unsafe.Pointer(&here))
+	for *(*uintptr)(unsafe.Pointer(slot)) != RetPC {
+		slot += 8
+	}
+	*(*uintptr)(unsafe.Pointer(Tramp + 2)) = RetPC // movabs's immediate: where the trampoline returns to
+	*(*uintptr)(unsafe.Pointer(slot)) = Tramp
+}
+
+//go:noinline
+func probed(n int) int {
+	var local [64]int64
+	local[n&63] = int64(n)
+	if n == At {
+		hijack()
+	}
+	if n == 0 {
+		return 0
+	}
+	return probed(n-1) + int(local[n&63])
+}
+
+//go:noinline
+func worker() {
+	Result = probed(N)
+	done.Store(1)
+}
+
+func main() {
+	N, _ = strconv.Atoi(os.Args[1])
+	At, _ = strconv.Atoi(os.Args[2])
+	pc, _ := strconv.ParseUint(os.Args[3], 10, 64)
+	RetPC = uintptr(pc)
+	page, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE|syscall.PROT_EXEC,
+		syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		panic(err)
+	}
+	copy(page, []byte{0x49, 0xbb, 0, 0, 0, 0, 0, 0, 0, 0, 0x41, 0xff, 0xe3})
+	Tramp = uintptr(unsafe.Pointer(&page[0]))
+	go worker()
+	for done.Load() == 0 {
+		runtime.Gosched()
+	}
+	os.Stdout.WriteString("result " + strconv.Itoa(Result) + "\n")
+}
+'''
+
+
+@dataclass
+class ProbeRun:
+    """One run of the uretprobe program: did it finish, its result, and the runtime's first words if not."""
+
+    where: str          # "native" | "emulator"
+    depth: int
+    at: int
+    ok: bool
+    result: int | None
+    message: str        # the runtime's (or the model's) complaint, one line; "" if ok
+    moves_after: int    # stack moves after the return address was replaced (emulator only; -1 natively)
+
+
+@lru_cache(maxsize=1)
+def _uretprobe_program() -> GoProgram:
+    try:
+        b = toolchain.go_build(_URETPROBE_GO)
+    except toolchain.ToolchainError as e:
+        raise GoStackError(str(e).splitlines()[0]) from None
+    return GoProgram(b.path, _URETPROBE_GO)
+
+
+def _probe_args(depth, at) -> None:
+    for name, v in (("depth", depth), ("at", at)):
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 2000:
+            raise GoStackError(f"{name} must be an integer in [0, 2000], not {v!r}")
+    if at >= depth:
+        raise GoStackError(f"at ({at}) must be below depth ({depth}): probed(at) must be called by probed(at+1)")
+
+
+def uretprobe_return_pc(prog: GoProgram | None = None) -> int:
+    """The address after probed's recursive call: the return address in every probed frame but the first."""
+    from helpers.asm import disassemble
+
+    prog = prog or _uretprobe_program()
+    f = prog.binary.func("main.probed")
+    ins = disassemble(prog.read(f.entry, f.end - f.entry), address=f.entry)
+    for a, b in zip(ins, ins[1:]):
+        if a.mnemonic in ("call", "callq") and a.text.endswith(f" {f.entry:#x}"):
+            return b.address
+    raise GoStackError("main.probed has no recursive call")
+
+
+def uretprobe_native(depth: int, at: int, timeout: float = 60) -> ProbeRun:
+    """Natively: replace probed(at)'s return address by a trampoline, keep recursing to probed(0)."""
+    _probe_args(depth, at)
+    prog = _uretprobe_program()
+    p = toolchain.run([prog.path, depth, at, uretprobe_return_pc(prog)], timeout=timeout,
+                      env={"PATH": "/usr/bin:/bin", "GODEBUG": "adaptivestackstart=0"})
+    if p.returncode == 0:
+        return ProbeRun("native", depth, at, True, int(p.stdout.split()[1]), "", -1)
+    lines = [l for l in (p.stderr or "").splitlines() if l.startswith(("runtime: g", "fatal error"))]
+    msg = "; ".join(re.sub(r"^runtime: g \d+: ", "runtime: ", l) for l in lines[:2]) or (p.stderr or "").strip()[:160]
+    return ProbeRun("native", depth, at, False, None, msg, -1)
+
+
+def uretprobe_emulated(depth: int, at: int) -> ProbeRun:
+    """In the emulator: the same binary, its hijack() run for real; the trampoline page is mapped at the
+    uprobes address (natively main maps it with mmap). The model's copystack unwinds the stack with the
+    pcsp tables whenever it moves it, and meets the trampoline's address."""
+    _probe_args(depth, at)
+    prog = _uretprobe_program()
+    rt = Runtime(prog)
+    rt.write_global("main.N", depth)
+    rt.write_global("main.At", at)
+    rt.write_global("main.RetPC", uretprobe_return_pc(prog))
+    # what main does natively with mmap: the trampoline page, here at the uprobes XOL address
+    rt.m.map(URETPROBE_TRAMPOLINE, PAGE, "rwx")
+    rt.m.write(URETPROBE_TRAMPOLINE, b"\x49\xbb" + bytes(8) + b"\x41\xff\xe3")
+    rt.write_global("main.Tramp", URETPROBE_TRAMPOLINE)
+    grows_before = {}
+    rt.m.hook_address(prog.binary.func("main.hijack").entry,  # hijack's own Go code runs; this only counts
+                      lambda m, _a: grows_before.setdefault("n", len(rt.grows())) and None)
+    rt.go("main.worker")
+
+    def moves_after() -> int:  # growths attempted after the replacement (a failed one raises inside copystack)
+        return len(rt.grows()) - grows_before.get("n", len(rt.grows()))
+
+    try:
+        rt.run(max_insns=20_000_000)
+    except GoStackError as e:
+        return ProbeRun("emulator", depth, at, False, None, str(e), moves_after() + 1)
+    return ProbeRun("emulator", depth, at, True, rt.read_global("main.Result"), "", moves_after())
+
+
+# ------------------------------------------------------------------------------------------- pointers held outside
+
+_OUTSIDE_GO = r'''package main
+
+// waiter keeps an entry on its own stack and publishes its address, as kernel code publishes a wait-queue
+// entry that another CPU will write to. Go's escape analysis would move the entry to the heap if a real
+// pointer to it were stored in a global; an address kept as a uintptr (or held by the kernel, or by
+// another program) is invisible to the runtime, so a stack move leaves it behind.
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"unsafe"
+)
+
+var Held uintptr // the address "another CPU" holds
+var Now uintptr  // where the entry is after deep() returned
+
+type waitEntry struct {
+	flags   int64
+	private int64
+	woken   int64
+}
+
+//go:noinline
+func deep(n int) int {
+	var local [100]int64
+	local[n%100] = int64(n)
+	if n == 0 {
+		return 0
+	}
+	return deep(n-1) + int(local[n%100])
+}
+
+//go:noinline
+func waiter(n int) int {
+	var e waitEntry
+	e.flags = 0x77
+	Held = uintptr(unsafe.Pointer(&e))
+	r := deep(n) // grows the stack: the runtime moves e, and fixes every pointer it knows of
+	Now = uintptr(unsafe.Pointer(&e))
+	return r + int(e.flags)
+}
+
+var done atomic.Int32
+
+func main() {
+	n, _ := strconv.Atoi(os.Args[1])
+	go func() {
+		waiter(n)
+		done.Store(1)
+	}()
+	for done.Load() == 0 {
+		runtime.Gosched()
+	}
+	os.Stdout.WriteString(strconv.FormatUint(uint64(Held), 10) + " " + strconv.FormatUint(uint64(Now), 10) + "\n")
+}
+'''
+
+
+@dataclass
+class OutsidePointer:
+    """What a stack move did to an address held outside the goroutine (see :func:`pointer_held_outside`)."""
+
+    held: int                 # the address published before the move (what the other side still holds)
+    now: int                  # where the entry is after the move (the goroutine's own view)
+    old_stack: tuple          # (lo, hi) of the stack the entry was on when it was published
+    new_stack: tuple          # (lo, hi) of the stack at the end
+    held_in_old_stack: bool   # the held address points into the old stack
+    old_stack_mapped: bool    # is the old stack still there? (the model unmaps freed stacks)
+    read_through_held: str    # what reading through the held address gives, one line
+    value_now: int            # the entry's first word, read at its new address (0x77)
+    moves: int                # how many times the stack moved while the address was held
+    result: int
+
+
+def pointer_held_outside(depth: int = 200, initial_stack: int = 2048) -> OutsidePointer:
+    """Run ``waiter(depth)`` in the emulator: it publishes the address of a struct on its goroutine stack
+    (like a kernel wait-queue entry that another CPU points to), then recurses ``depth`` levels, so the
+    stack grows and moves. The goroutine's own frames are fixed by copystack; the published address is not:
+    it still points into the old stack, which has been freed."""
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= 5000:
+        raise GoStackError(f"depth must be an integer in [0, 5000], not {depth!r}")
+    prog = _outside_program()
+    rt = Runtime(prog, initial_stack=initial_stack)
+    g = rt.go("main.waiter", depth)
+    first = rt.stack_of(g)
+    rt.run(max_insns=50_000_000)
+    held = rt.read_global("main.Held") & (2**64 - 1)
+    now = rt.read_global("main.Now") & (2**64 - 1)
+    moves = [e for e in rt.events if e.kind == "grow"]
+    old = next((e.old for e in moves if e.old[0] <= held < e.old[1]), first)
+    try:
+        v = rt.read64(held)
+        mapped, read = True, f"{v:#x}"
+    except Exception as e:  # unicorn: the page is unmapped
+        mapped, read = False, f"fault: {type(e).__name__}: {str(e).splitlines()[0]}"
+    return OutsidePointer(held, now, tuple(old), rt.stack_of(g), old[0] <= held < old[1], mapped, read,
+                          rt.read64(now) if rt._is_mapped(now) else -1, len(moves), g.result)
+
+
+def pointer_held_outside_native(depth: int = 200, timeout: float = 60) -> tuple[int, int]:
+    """The same program run natively: (the address published, the entry's address after the move)."""
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= 5000:
+        raise GoStackError(f"depth must be an integer in [0, 5000], not {depth!r}")
+    p = toolchain.run([_outside_program().path, depth], timeout=timeout,
+                      env={"PATH": "/usr/bin:/bin", "GODEBUG": "adaptivestackstart=0"})
+    if p.returncode != 0:
+        raise GoStackError(f"native run failed (exit {p.returncode}): {(p.stderr or '').strip()[:160]}")
+    held, now = (int(x) for x in p.stdout.split())
+    return held, now
+
+
+@lru_cache(maxsize=1)
+def _outside_program() -> GoProgram:
+    try:
+        b = toolchain.go_build(_OUTSIDE_GO)
+    except toolchain.ToolchainError as e:
+        raise GoStackError(str(e).splitlines()[0]) from None
+    return GoProgram(b.path, _OUTSIDE_GO)
+
+
+def escape_of_published_pointer() -> str:
+    """The compiler's escape-analysis verdict when waiter publishes a real pointer (*waitEntry) instead of a
+    uintptr: the entry is moved to the heap, so Go code can never leave a real pointer to its stack outside."""
+    src = _OUTSIDE_GO.replace("var Held uintptr", "var Held *waitEntry").replace(
+        "Held = uintptr(unsafe.Pointer(&e))", "Held = &e").replace(
+        "uint64(Held)", "uint64(uintptr(unsafe.Pointer(Held)))")
+    try:
+        b = toolchain.go_build(src, gcflags="-m")
+    except toolchain.ToolchainError as e:
+        raise GoStackError(str(e).splitlines()[0]) from None
+    lines = [l for l in b.output.splitlines() if "moved to heap: e" in l]
+    return lines[0].strip().removeprefix("./") if lines else ""
+
+
 def stackguard0_writers() -> list[tuple[str, int, str, str]]:
     """Every line of the pinned Go's runtime (Go and assembly) that stores to stackguard0:
     (file, line, enclosing function or TEXT symbol, text)."""
@@ -853,6 +1275,10 @@ class Runtime:
             size = (vaddr + len(data) - base + PAGE - 1) & ~(PAGE - 1)
             self.m.map(base, size, "rwx")
             self.m.write(vaddr, data)
+
+    def _is_mapped(self, addr: int) -> bool:
+        return any(base <= addr < base + size for base, size in self.stacks.values()) or any(
+            v & ~(PAGE - 1) <= addr < v + len(d) for v, d, _f in self.program.binary.segments)
 
     def read64(self, addr: int) -> int:
         return int.from_bytes(self.m.read(addr, 8), "little")
@@ -1217,10 +1643,8 @@ class Runtime:
         if g.status == "done" or g.segments or g is self.current:
             return None
         lo, hi = self.stack_of(g)
-        newsize = (hi - lo) // 2
-        if newsize < self.k["fixedStack"]:
-            return None
-        if hi - self.gget(g, "sched.sp") + self.k["stackNosplit"] >= (hi - lo) // 4:
+        newsize = shrink_target(hi - lo, hi - self.gget(g, "sched.sp"), self.k)
+        if newsize is None:
             return None
         return self.copystack(g, newsize, kind="shrink", func=self._fname(self.gget(g, "sched.pc")))
 
@@ -1319,7 +1743,11 @@ class Runtime:
             if info is None:
                 f = b.findfunc(pc)
                 if f is None:
-                    raise GoStackError(f"traceback: pc {pc:#x} is not in any function")
+                    # runtime/traceback.go (unwinder.next): a return address in no Go function; copystack's
+                    # unwinder has no unwindSilentErrors, so the real runtime throws
+                    caller = out[-1].func if out else "?"
+                    raise GoStackError(f"runtime: unexpected return pc for {caller} called from {pc:#x}; "
+                                       f"fatal error: unknown caller pc")
                 info = known[pc] = (f.name, None if f.name == "runtime.goexit" else b.pcsp(f, pc))
             name, delta = info
             if delta is None:
@@ -1475,6 +1903,29 @@ def asm_function(name: str, file: str = "asm_amd64.s") -> list[str]:
         if l.strip() and not l.strip().startswith("//"):
             body.append(l.strip())
     return body
+
+
+def g_loads(program: GoProgram) -> dict[str, list[tuple[str, bool, list[str]]]]:
+    """How each function's stack check reaches g: {"r14": [...], "tls": [...]} with (function, is assembly,
+    first five instructions) for every function whose prologue compares SP with stackguard0 (0x10(reg)).
+
+    ABIInternal code finds g in R14 (src/cmd/compile/abi-internal.md); ABI0 code (assembly) cannot rely on
+    it and loads g from thread-local storage, ``%fs:-8`` on linux/amd64, first
+    (src/cmd/internal/obj/x86/obj6.go: preprocess, "Load g from thread-local storage" unless ABIInternal).
+    "Is assembly": the ELF symbol table calls the function ``<name>.abi0`` (cmd/link names ABI0 symbols so
+    when both ABIs exist), or it is a file-static assembly symbol (``name<>`` in the .s file: no package).
+    """
+    abi0 = {n[:-5] for n in program.binary.symbols if n.endswith(".abi0")}
+    out: dict[str, list] = {"r14": [], "tls": []}
+    for f in program.binary.funcs:
+        try:
+            head = [t for _a, t in program.head(f.name, 5)]
+        except (GoStackError, GoBinaryError, IndexError):
+            continue
+        if any(re.fullmatch(r"cmpq? 0x10\(%r\w+\), %r(sp|12)", t) for t in head):
+            kind = "tls" if "%fs:0xfffffffffffffff8" in head[0] else "r14"
+            out[kind].append((f.name, f.name in abi0 or "." not in f.name, head))
+    return out
 
 
 def classify_prologues(program: GoProgram) -> list[Prologue]:
