@@ -69,3 +69,48 @@ def test_bad_answers_get_one_line_messages():
     assert not fb["growths"].ok and "\n" not in fb["growths"].message
     assert not fb["form"].ok and "no answer" in fb["first"].message
     assert all(not f.ok for f in lab.check(p, "nope"))
+
+
+# ----------------------------------------------------------------------------- the student's own function
+
+
+@pytest.mark.parametrize("elements", lab.OWN_ELEMENTS)
+def test_own_template_frame_and_first_used_match_the_harness(elements):
+    from helpers.gostack import FunctionProgram
+
+    prog = FunctionProgram.build(lab.OWN_TEMPLATE.replace("K", str(elements)), "f")
+    assert prog.frame_size("main.f") == lab.frame_of(elements)
+    assert 40 + prog.frame_size("main.worker") + 8 == lab.FIRST_USED
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 13])
+def test_own_key_is_what_the_native_run_does(seed):
+    p = lab.generate(seed)
+    seen = lab.observe_own(p, p.params["own_template"])
+    assert seen["native"] == seen["emulated"] == p.key()["own_moves"] and seen["agree"]
+
+
+def test_an_edited_function_is_checked_against_its_own_native_run():
+    p = lab.generate(7)
+    k = 90
+    edited = p.params["own_template"].replace("[3]int64", f"[{k}]int64").replace("n%3", f"n%{k}")
+    seen = lab.observe_own(p, edited)
+    assert seen["frame"] == lab.frame_of(k) and seen["native"] != p.key()["own_moves"]
+    ok = {f.question: f for f in lab.check(p, {**p.key(), "own_source": edited, "own_moves": seen["native"]})}
+    assert ok["own_moves"].ok and "emulator agrees" in ok["own_moves"].message
+    wrong = {f.question: f for f in lab.check(p, {**p.key(), "own_source": edited})}["own_moves"]
+    assert not wrong.ok and "752-byte frame" in wrong.message
+    assert ", ".join(map(str, seen["native"])) not in wrong.message  # the feedback does not give the moves away
+
+
+@pytest.mark.parametrize("source,fragment", [
+    ("func f(n int) int { return x }", "undefined: x"),
+    ("func f(n int) int { println(n); mark(n); return n }", "reached runtime.printlock"),
+    ("func f(n int) int { return n }", "never calls mark"),
+    (42, "must be the Go source"),
+])
+def test_bad_own_source_is_one_line(source, fragment):
+    p = lab.generate(7)
+    fb = {f.question: f for f in lab.check(p, {**p.key(), "own_source": source})}["own_moves"]
+    assert not fb.ok and fragment in fb.message and "\n" not in fb.message
+    assert all(f.ok for f in lab.check(p, {**p.key(), "own_source": source}) if f.question != "own_moves")
