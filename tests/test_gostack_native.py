@@ -197,3 +197,60 @@ def test_the_property_fails_when_the_model_is_wrong():
     prog.binary.stack_objects = lambda f: []
     with pytest.raises(GoStackError, match="unmapped"):
         gostackgen.check_program(gp, prog)
+
+
+# ----------------------------------------------------------------------------- shrinking, uretprobes, outside pointers
+
+
+def test_gc_shrinks_a_parked_stack_natively_as_the_model_decides():
+    for park, stops_early in ((5, False), (200, True)):
+        rows = gostack.shrink_native(300, park)
+        decisions = gostack.shrink_decisions(rows)
+        assert rows[0][0] == 256 * 1024 and len(decisions) == 6
+        assert all((model or size) == after for size, model, after in decisions)
+        assert any(model is None for _s, model, _a in decisions) == stops_early
+
+
+def test_shrink_rule_follows_stack_go():
+    k = goelf.runtime_constants()
+    assert gostack.shrink_target(8192, 100) == 4096                          # 100 + 800 < 2048
+    assert gostack.shrink_target(8192, 2048 - k["stackNosplit"]) is None     # used + stackNosplit reaches 1/4
+    assert gostack.shrink_target(k["fixedStack"], 0) is None                 # never below fixedStack
+
+
+@pytest.mark.parametrize("depth,at,survives", [(300, 20, True), (300, 100, False), (60, 40, False)])
+def test_a_uretprobe_trampoline_breaks_the_next_stack_copy_natively_and_emulated(depth, at, survives):
+    native, emu = gostack.uretprobe_native(depth, at), gostack.uretprobe_emulated(depth, at)
+    assert native.ok == emu.ok == survives and (emu.moves_after == 0) == survives
+    if survives:
+        assert native.result == emu.result == depth * (depth + 1) // 2
+    else:
+        assert "unexpected return pc for main.probed" in native.message and "unknown caller pc" in native.message
+        assert emu.message == ("runtime: unexpected return pc for main.probed called from 0x7fffffffe000; "
+                               "fatal error: unknown caller pc")
+
+
+def test_uretprobe_arguments_are_validated():
+    for bad in ((10, 10), (-1, 0), (5, "x"), (10**6, 3)):
+        with pytest.raises(GoStackError):
+            gostack.uretprobe_emulated(*bad)
+
+
+def test_an_address_held_outside_the_goroutine_is_left_in_the_freed_stack():
+    r = gostack.pointer_held_outside(200)
+    assert r.moves >= 3 and r.held != r.now and r.held_in_old_stack and not r.old_stack_mapped
+    assert "not mapped" in r.read_through_held and r.value_now == 0x77 and r.result == 0x77 + 200 * 201 // 2
+    assert r.new_stack[0] <= r.now < r.new_stack[1] and not r.new_stack[0] <= r.held < r.new_stack[1]
+    still = gostack.pointer_held_outside(0)  # no move: the held address is still the entry
+    assert still.moves == 0 and still.held == still.now and still.read_through_held == "0x77"
+    held, now = gostack.pointer_held_outside_native(200)  # the real runtime moves it too
+    held0, now0 = gostack.pointer_held_outside_native(0)
+    assert held != now and held0 == now0
+    assert gostack.escape_of_published_pointer().endswith("moved to heap: e")
+
+
+def test_go_code_reaches_g_through_r14_and_assembly_through_tls():
+    loads = gostack.g_loads(GoProgram.example())
+    assert loads["r14"] and not any(asm for _n, asm, _h in loads["r14"])
+    assert loads["tls"] and all(asm and h[0] == "movq %fs:0xfffffffffffffff8, %r14" for _n, asm, h in loads["tls"])
+    assert "runtime.call16" in {n for n, _a, _h in loads["tls"]}
