@@ -276,3 +276,19 @@ def test_function_rows_find_go_runtime_simd():
     assert rows["runtime.memmove"]["simd"] > 0 and rows["runtime.sigtramp.abi0"]["fs"] == 1
     with pytest.raises(k.KcodegenError, match="no function"):
         k.function_rows(k.build_go(k.HELLO_GO).path, ["runtime.nosuch"])
+
+
+def test_figures_draw_what_they_are_given():
+    """plot_matrix draws one coloured cell per (rule, column); plot_stack_budget marks overflowing frames."""
+    from helpers import gointr
+    from helpers.viz.kcodegen import STATUS_COLOURS, plot_matrix, plot_stack_budget
+    rows = k.matrix(k.evidence())
+    ax = plot_matrix(rows).axes[0]
+    cells = [p for p in ax.patches if p.get_width() > 0.9]
+    assert len(cells) == len(rows) * (len(k.COLUMNS) - 1)
+    with pytest.raises(ValueError):
+        plot_matrix([])
+    sb = gointr.stack_budget(json.loads(k.RECORDING.read_text())["facts"]["stacks"])
+    ax = plot_stack_budget(sb).axes[0]
+    assert any("overflows" in t.get_text() for t in ax.texts) and str(sb.fits_best) in ax.get_title()
+    assert set(STATUS_COLOURS) == {k.MEETS, k.BREAKS, k.NA}
