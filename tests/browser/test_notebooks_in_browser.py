@@ -152,6 +152,23 @@ def test_delivery_viewer_shows_frame_and_if(lab, screenshot):
     screenshot(lab.page, "delivery-viewer-triggered")
 
 
+def test_delivery_viewer_runs_it_on_qemu(lab, screenshot):
+    """The viewer's "Run it on QEMU" boots the book's test kernel and shows QEMU beside the model (or, where
+    QEMU is missing, one line saying what to install)."""
+    run_notebook(lab, "chapters/03a_idt_gates.ipynb")
+    box = lab.page.locator(".delivery-viewer")
+    box.scroll_into_view_if_needed()
+    box.locator(".delivery-qemu").click()
+    box.get_by_text("model (SDM)").or_(box.get_by_text("apt-get install")).first.wait_for(timeout=120_000)
+    text = box.inner_text()
+    from helpers import vm
+    if vm.available() or vm.require_vm_env():
+        assert "handler for vector" in text and "agrees with QEMU field by field" in text
+    else:
+        assert "apt-get install -y --no-install-recommends qemu-system-x86" in text
+    screenshot(lab.page, "delivery-viewer-on-qemu")
+
+
 def test_stack_growth_viewer_runs_and_steps_through_events(lab, screenshot):
     run_notebook(lab, "chapters/04b_goroutine_stacks.ipynb")
     box = lab.page.locator(".stack-growth-viewer")
