@@ -16,10 +16,14 @@ What is modelled, and from where:
 
 API::
 
+    barrier_offsets()                         -> g.m, m.p, p.wbBuf.next/end as gcWriteBarrier's machine code uses them
     wb = write_barrier_run(with_p=False)      -> WbRun: the path through runtime.gcWriteBarrier2 and how it ended
-    irq = interrupt_run("stub" | "go", where="prologue" | "barrier", ist_below=False)  -> IrqRun
+    irq = interrupt_run("stub" | "go", where="prologue" | "barrier" | "user", ist_below=False)  -> IrqRun
+    sequential_barrier_run()                  -> the write-barrier buffer when the two stores do not overlap
     moved = stack_move_run(depth)             -> MoveRun: a wait-queue entry's address before/after a stack move
-    stack_budget()                            -> StackBudget: stackGuard vs an interrupt frame plus pt_regs
+    escape_decisions()                        -> what -gcflags=-m says about a stack entry published two ways
+    stack_budget(facts)                       -> StackBudget: stackGuard vs an interrupt frame plus pt_regs
+    newstack_check(), pragma_in_runtime()     -> the pinned runtime's lines that the chapter cites
     compile_pragma(pragma)                    -> (ok, first error line) of a package main using the pragma
     oom_run(limit_mb)                         -> OomRun: a native Go run under RLIMIT_AS
 
