@@ -374,7 +374,8 @@ def evidence_link(cell: str, from_dir: str = "chapters") -> str:
 
 def html_table(entries: list[Entry], from_dir: str = "chapters") -> str:
     """The ledger as an HTML table that fits the page: fixed layout at 100% width, the columns of
-    HTML_COLUMNS, and cells that wrap (long source paths included), so no row can widen the page."""
+    HTML_COLUMNS, and cells that wrap (long source paths included), so no row can widen the page; MathJax
+    skips it (``mathjax_ignore``), so a ``$`` in an entry stays a dollar sign."""
     head = "".join(f'<col style="width:{w}%">' for _name, w in HTML_COLUMNS)
     th = "".join(f'<th style="{_CELL_STYLE}">{html.escape(name)}</th>' for name, _w in HTML_COLUMNS)
     rows = []
@@ -385,7 +386,8 @@ def html_table(entries: list[Entry], from_dir: str = "chapters") -> str:
         ev += [f'<code style="{_CODE_STYLE}">{html.escape(s)}</code>' for s in e.sources]
         rows.append(f'<tr id="ledger-{e.id}">' + "".join(f'<td style="{_CELL_STYLE}">{c}</td>'
                                                           for c in (claim, fact, "<br>".join(ev))) + "</tr>")
-    return (f'<table style="table-layout:fixed; width:100%; max-width:100%">'
+    # AT&T operands such as `int $0x80` would read as TeX delimiters: MathJax must leave the table alone
+    return (f'<table class="mathjax_ignore tex2jax_ignore" style="table-layout:fixed; width:100%; max-width:100%">'
             f"<colgroup>{head}</colgroup><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 

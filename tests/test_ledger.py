@@ -150,7 +150,7 @@ def test_html_table_wraps_and_escapes():
     es = [Entry("C01", "1", "wrong", "a < b & c", ("chapters/01_go_vs_c.ipynb#claim-C01",),
                 ("golang/go src/" + "x" * 300 + ".go",), ("native run", "source"), claim="<script>x</script>")]
     t = ledger.html_table(es)
-    assert t.startswith('<table style="table-layout:fixed; width:100%')
+    assert t.startswith('<table class="mathjax_ignore tex2jax_ignore" style="table-layout:fixed; width:100%')
     assert t.count("<col ") == len(ledger.HTML_COLUMNS) and sum(w for _n, w in ledger.HTML_COLUMNS) == 100
     assert "<script>" not in t and "&lt;script&gt;" in t and "a &lt; b &amp; c" in t
     assert '<a href="01_go_vs_c.ipynb#claim-C01">01_go_vs_c</a>' in t and "<i>native run, source</i>" in t

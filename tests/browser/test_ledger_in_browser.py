@@ -15,10 +15,11 @@ MEASURE = """(t) => {
     table: t.getBoundingClientRect().width,
     area: area.getBoundingClientRect().width,
     layout: getComputedStyle(t).tableLayout,
-    overflowing: cells.filter(c => c.scrollWidth > c.clientWidth + 1).length,
+    overflowing: cells.filter(c => c.scrollWidth > c.clientWidth + 1).map(c => [c.scrollWidth, c.clientWidth, c.innerText.slice(0, 60)]),
     rows: t.querySelectorAll('tbody tr').length,
     tallest: Math.max(...cells.map(c => c.getBoundingClientRect().height)),
     links: [...t.querySelectorAll('a')].map(a => a.getAttribute('href')),
+    math: t.querySelectorAll('mjx-container').length,
   };
 }"""
 
@@ -41,8 +42,9 @@ def test_ledger_table_fits_and_wraps(lab, width, screenshot):
     screenshot(lab.page, f"05_ledger_{width}")
     assert m["layout"] == "fixed", m["layout"]          # the sanitizer kept the table's style
     assert m["rows"] == 64
+    assert m["math"] == 0, "MathJax typeset part of the ledger (a $ in AT&T syntax read as TeX)"
     assert m["table"] <= m["area"] + 1 < width, m
-    assert m["overflowing"] == 0, f"{m['overflowing']} cells overflow their column"
+    assert m["overflowing"] == [], f"cells overflow their column: {m['overflowing']}"
     assert m["tallest"] < 900, m["tallest"]             # wrapped, but no cell is a column of single letters
     assert all(h.split("#")[1].startswith("claim-C") for h in m["links"] if "#" in h) and len(m["links"]) >= 50
 
