@@ -27,12 +27,18 @@ several goroutines (``gopreempt_m`` puts the preempted goroutine at the back of 
 periodic preemption request, and the *segmented* stacks of Go <= 1.2 (a new segment linked to the old one,
 released when the function returns through a ``lessstack`` stub) on the very same machine code.
 
-Programs must not allocate: the fake g has no m (``g.m == nil``), so anything that enters the allocator or
-the scheduler would crash. The example programs in :data:`STACKS_GO` are written that way.
+Programs must not allocate: the fake g has no m (``g.m == nil``). Code that reaches the allocator, the
+scheduler, a system call, a runtime lock or a panic stops with :class:`GoCannotRun`, one line naming the
+runtime function reached and the program's function that called it (:data:`UNRUNNABLE`).
 
 API::
 
-    prog = GoProgram.example()              # STACKS_GO, built once and cached
+    prog = GoProgram.build(source)          # any Go program (cached build); GoProgram.example(): STACKS_GO
+    fp = FunctionProgram.build(src, "f")    # a reader's func f(n int) int in the book's harness (mark(n))
+    fp.native(depth).moves(); fp.marks(fp.emulate(depth), depth).moves()   # the same moves, natively and emulated
+    shrink_native(depth, park); uretprobe_native(depth, at) / uretprobe_emulated(depth, at)
+    pointer_held_outside(depth) -> OutsidePointer   # an address published outside the goroutine, after a move
+    g_loads(prog)                           # which prologues reach g through R14 and which through TLS
     rt = Runtime(prog, initial_stack=2048, policy="copying")     # or "segmented"
     g = rt.go("main.small", 2000, 0)         # integer args in ABIInternal registers
     run_recursion("medium", 60); run_chain(1000); run_hot_split("segmented", pad, n)   # recipes
@@ -292,9 +298,13 @@ class GoProgram:
         self.morestack = b.func("runtime.morestack").entry  # ELF calls it runtime.morestack.abi0
         self.goexit = b.func("runtime.goexit").entry
         g = b.struct("runtime.g")
-        self.g_offsets = {k: g[k] for k in ("stack.lo", "stack.hi", "stackguard0", "stackguard1", "m", "sched.sp",
-                                            "sched.pc", "sched.g", "sched.ctxt", "sched.bp", "atomicstatus",
-                                            "goid", "preempt", "preemptShrink")}
+        fields = ("stack.lo", "stack.hi", "stackguard0", "stackguard1", "m", "sched.sp", "sched.pc", "sched.g",
+                  "sched.ctxt", "sched.bp", "atomicstatus", "goid", "preempt", "preemptShrink")
+        missing = [k for k in fields if k not in g]
+        if missing:
+            raise GoBinaryError(f"{self.path.name}: runtime.g in its DWARF has no field {missing[0]} "
+                                f"(the model needs {', '.join(fields)})")
+        self.g_offsets = {k: g[k] for k in fields}
         self.g_size = b.struct_size("runtime.g")
         if self.g_size > G_STRIDE:
             raise GoStackError(f"runtime.g is {self.g_size} bytes, larger than the model's slot of {G_STRIDE}")

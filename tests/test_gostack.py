@@ -465,3 +465,11 @@ def test_go_constant_evaluator_matches_python_arithmetic(expr):
 def test_go_constant_evaluator_refuses_calls():
     with pytest.raises(goelf.GoBinaryError, match="cannot evaluate"):
         goelf._eval("unsafe.Sizeof(x)", {})
+
+
+@pytest.mark.parametrize("args", [(40, 10, 0), (40, 10, 3000), (-1, 3), (40, True), (40, 10**9), ("40", 3)])
+def test_predict_growth_refuses_what_would_loop_or_mislead_in_one_line(args):
+    # predict_growth(40, 10, 0) used to double a zero-byte stack forever
+    with pytest.raises(ValueError) as e:
+        predict_growth(*args)
+    assert "\n" not in str(e.value) and "must be" in str(e.value)

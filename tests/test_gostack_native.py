@@ -7,8 +7,12 @@
 * a seeded sample of generated programs (helpers.gostackgen): moves, sizes and results equal the native run's.
   The long campaign is `make fuzz-gostack`.
 """
+import re
+
 import pytest
 from elftools.elf.elffile import ELFFile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import goelf, gostack, gostackgen, toolchain
 from helpers.gostack import FunctionProgram, GoCannotRun, GoProgram, GoStackError
@@ -254,3 +258,23 @@ def test_go_code_reaches_g_through_r14_and_assembly_through_tls():
     assert loads["r14"] and not any(asm for _n, asm, _h in loads["r14"])
     assert loads["tls"] and all(asm and h[0] == "movq %fs:0xfffffffffffffff8, %r14" for _n, asm, h in loads["tls"])
     assert "runtime.call16" in {n for n, _a, _h in loads["tls"]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400), st.text(max_size=12))
+def test_reader_source_checks_answer_any_text_with_a_result_or_one_line(source, func):
+    try:
+        out = gostack._reader_source(source, func)
+    except GoStackError as e:
+        assert "\n" not in str(e) and str(e)
+    else:
+        assert out.lstrip().startswith("package main") or "package main" in out
+    assert all(isinstance(n, str) for n in gostack.functions_in(source))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["func ", "f", "(", "n ", "int", ")", " int", "{", "}", "\n", ",", "x "]), max_size=30))
+def test_functions_in_accepts_only_one_integer_in_one_integer_out(parts):
+    src = "".join(parts)
+    for name in gostack.functions_in(src):
+        assert re.search(rf"^func\s+{name}\s*\(", src, re.M)

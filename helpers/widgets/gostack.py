@@ -135,6 +135,7 @@ class StackGrowthViewer(LiveView):
         key = self.params()
         if key not in self._cache:
             self._cache.clear()  # keep one run: a long SP trace is the biggest thing we hold
+            self.status.value = "<i>working… running the emulator</i>"
             opts = dict(initial_stack=stack, policy=policy, preempt_every=preempt or None, trace_sp=True,
                         max_insns=5_000_000, timeout=10)
             if which == YOURS:
