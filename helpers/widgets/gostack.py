@@ -135,11 +135,9 @@ class StackGrowthViewer(LiveView):
         key = self.params()
         if key not in self._cache:
             self._cache.clear()  # keep one run: a long SP trace is the biggest thing we hold
-            self.status.value = "<i>working… running the emulator</i>"
             opts = dict(initial_stack=stack, policy=policy, preempt_every=preempt or None, trace_sp=True,
                         max_insns=5_000_000, timeout=10)
             if which == YOURS:
-                self.status.value = "<i>working… building your function with go build</i>"
                 prog = gostack.FunctionProgram.build(self.source.value, self.func.value.strip())
                 rt = prog.emulate(depth, **opts)
                 frame = prog.frame_size(prog.func)
