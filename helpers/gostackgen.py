@@ -195,10 +195,14 @@ def campaign(programs: int, seed: int = 0, out=sys.stdout) -> tuple[int, int, li
     funcs, failures = 0, []
     for s in range(seed, seed + programs):
         gp = random_program(s)
-        failures += check_program(gp)
+        try:
+            bad = check_program(gp)
+        except gostack.GoStackError as e:  # the model (or a build) failed where the real runtime did not
+            bad = [f"seed {s}: {str(e).splitlines()[0]}"]
+        failures += bad
         funcs += len(gp.entries)
         print(f"seed {s}: {len(gp.entries)} functions ({', '.join(e.shape for e in gp.entries)}), "
-              f"main {gp.main_shape}", file=out, flush=True)
+              f"main {gp.main_shape}: {'MISMATCH ' + bad[0] if bad else 'same as native'}", file=out, flush=True)
     return programs, funcs, failures
 
 
