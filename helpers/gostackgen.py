@@ -42,6 +42,7 @@ class Entry:
     shape: str
     forms: tuple      # prologue form wanted for each function of the shape
     depth: int
+    preempt: int | None = None  # the emulated sysmon asks for preemption this often (moves must not change)
 
 
 @dataclass
@@ -145,6 +146,7 @@ ENTRY_NAME = {"linear": "lin{i}", "mutual": "mutA{i}", "pointer": "ptrStart{i}",
 def random_program(seed: int, entries: int | None = None) -> GeneratedProgram:
     """The program for ``seed``: 2-4 functions (or ``entries``), each a random shape and frame forms."""
     r = random.Random(seed)
+    pre = random.Random(f"preempt {seed}")  # a stream of its own: the programs of a seed never change
     n = entries or r.randint(2, 4)
     parts, ents, cases = [], [], []
     for i in range(n):
@@ -161,7 +163,7 @@ def random_program(seed: int, entries: int | None = None) -> GeneratedProgram:
             parts.append({"linear": _linear, "pointer": _pointer, "closure": _closure}[shape](i, k, c))
             per_level = 8 * k + (160 if shape == "closure" else 64)
         depth = r.randint(1, max(1, min(gostack.MARK_DEPTH, STACK_BUDGET // per_level, 3000)))
-        ents.append(Entry(shape, forms, depth))
+        ents.append(Entry(shape, forms, depth, pre.choice((None, None, 500, 2000, 20_000))))
         cases.append(f"\tcase {i}:\n\t\treturn {ENTRY_NAME[shape].format(i=i)}(n)\n")
     dispatch = ("//go:noinline\nfunc run(n int) int {\n\tswitch Pick {\n" + "".join(cases)
                 + "\t}\n\treturn -1\n}\n")
@@ -179,8 +181,9 @@ def check_program(gp: GeneratedProgram, program: gostack.FunctionProgram | None 
     bad = []
     for pick, e in enumerate(gp.entries):
         native = prog.native(e.depth, pick=pick)
-        emu = prog.marks(prog.emulate(e.depth, pick=pick, max_insns=200_000_000, timeout=60), e.depth)
-        what = f"seed {gp.seed} function {pick} ({e.shape}, {'/'.join(e.forms)}, depth {e.depth})"
+        emu = prog.marks(prog.emulate(e.depth, pick=pick, preempt_every=e.preempt, max_insns=200_000_000,
+                                      timeout=60), e.depth)
+        what = f"seed {gp.seed} function {pick} ({e.shape}, {'/'.join(e.forms)}, depth {e.depth}, preempt {e.preempt})"
         if native.moves() != emu.moves():
             bad.append(f"{what}: native moves {native.moves()} != emulated {emu.moves()}")
         if native.result != emu.result:
