@@ -1,4 +1,5 @@
 """helpers.vm: QEMU boots, timeouts, triple faults, the cache, and bad arguments (tiny multiboot guests)."""
+import json
 import os
 
 import pytest
@@ -93,8 +94,28 @@ def test_failures_are_not_cached(tmp_path, monkeypatch):
 
 
 @needs_qemu
-def test_accelerator_is_tcg_or_a_probed_kvm():
-    assert vm.accelerator() in ("tcg", "kvm")
+def test_kvm_probe_runs_once_and_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(vm, "CACHE", tmp_path / "cache")
+    vm.accelerator.cache_clear()
+    boots = []
+    real_boot = vm.boot
+    monkeypatch.setattr(vm, "boot", lambda *a, **kw: boots.append(kw["accel"]) or real_boot(*a, **kw))
+    try:
+        first = vm.accelerator()
+        probed = list(boots)
+        vm.accelerator.cache_clear()
+        assert vm.accelerator() == first and boots == probed  # the second answer came from the disk cache
+        if os.access("/dev/kvm", os.R_OK | os.W_OK):
+            assert probed == ["tcg", "kvm"]  # both timed on the probe guest; KVM must be the faster
+            saved = json.loads(next((tmp_path / "cache").glob("kvm-probe-*.json")).read_text())
+            assert first == ("kvm" if saved["seconds"].get("kvm", 1e9) < saved["seconds"]["tcg"] else "tcg")
+        else:
+            assert first == "tcg" and probed == []
+        vm.accelerator.cache_clear()
+        monkeypatch.setenv("BOOK_VM_ACCEL", "tcg")
+        assert vm.accelerator() == "tcg"
+    finally:
+        vm.accelerator.cache_clear()
 
 
 @needs_qemu
