@@ -22,12 +22,16 @@ an error instead. A module that fails to compile, a guest that crashes or hangs:
 
 API::
 
-    results()               -> GuestResults (live, cached; or the recording)
-    kbuild_flags()          -> KbuildFlags: the compiler flags kbuild passed for an x86-64 module
-    int80()                 -> dict: INT $0x80 from a 64-bit program on this kernel (chapter 3a)
+    results()               -> GuestResults (live, cached; or the recording): .step(name) -> Step(out, rc,
+                               kernel), .host (facts read from the built .ko files), .provenance()
+    verdict(r, module)      -> "thief: -ENOENT: Unknown symbol helper" (the kernel's, in the loader model's words)
+    unknown_symbols(lines), rejected_relocations(lines), once(lines), flag(r, step, name), addresses(r)
+    kbuild_flags()          -> KbuildFlags(compiler, flags, objtool, release, recorded): the compiler command
+                               kbuild ran for an x86-64 module; .has(flag), .matching(prefix), .rules()
+    int80()                 -> dict: INT $0x80, INT3 and INT $0x81 from a 64-bit program (chapter 3a)
     build_modules(files, modpost_warn=False) -> KbuildResult   (one kbuild run, cached)
     initramfs(files, init)  -> bytes (cpio "newc")
-    parse_console(text)     -> {step: Step}
+    parse_console(text)     -> {step: Step};  parse_cmd_file(text) -> (compiler, flags, objtool args)
 """
 from __future__ import annotations
 

@@ -166,3 +166,13 @@ def test_bad_input_is_one_line_guest_error(call):
     with pytest.raises(L.GuestError) as e:
         call()
     assert "\n" not in str(e.value)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(names, max_size=6), st.lists(st.integers(0, 60), max_size=4))
+def test_loader_line_readers(symbols, relocs):
+    lines = [f"m: Unknown symbol {s} (err -2)" for s in symbols] + ["tsc: Refined TSC clocksource calibration"]
+    assert L.unknown_symbols(lines) == symbols
+    rl = [f"module: m: Unknown rela relocation: {n}" for n in relocs]
+    assert L.rejected_relocations(rl + rl) == [L.relocation_name(n) for n in dict.fromkeys(relocs)]
+    assert L.relocation_name(22) == "R_X86_64_GOTTPOFF" and L.relocation_name(23) == "R_X86_64_TPOFF32"
