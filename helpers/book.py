@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "book" / "_config.yml"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 START = "chapters/00_start_here.ipynb"
+GUIDES = ("labs/README.md",)  # Markdown pages of the edition (the instructor's guide opens the labs part)
 CLAIM_TAG = re.compile(r"^claim-C\d+$")
 # Links written in notebooks: markdown [text](target) and HTML href="target", to a local notebook.
 MD_LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?\s*\)")
@@ -115,7 +116,14 @@ def stage(stagedir: Path, root: Path = ROOT) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
         staged.append(target)
+    guides = []
+    for rel in GUIDES:
+        if (root / rel).is_file():
+            (stagedir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / rel, stagedir / rel)
+            guides.append(Path(rel).with_suffix("").as_posix())
     docs = [p.relative_to(stagedir).with_suffix("").as_posix() for p in staged]
+    docs = [d for d in docs if not d.startswith("labs/")] + guides + [d for d in docs if d.startswith("labs/")]
     start = Path(START).with_suffix("").as_posix()
     first = start if start in docs else docs[0]
     parts = [{"caption": caption, "chapters": [{"file": d} for d in docs if d != first and d.startswith(prefix)]}
@@ -150,7 +158,8 @@ def build(outdir: Path, root: Path = ROOT, config: Path = CONFIG) -> list[Path]:
     if outdir.exists():
         shutil.rmtree(outdir)
     overrides = {"external_toc_path": str(stagedir / "_toc.yml"), "latex_individualpages": False,
-                 "html_theme_options": {"show_toc_level": 2}}
+                 "html_theme_options": {"show_toc_level": 2},
+                 "html_static_path": [str(Path(config).parent / "_static")], "html_css_files": ["edition.css"]}
     url = _repository_url(root)
     if url:
         overrides["html_theme_options"]["repository_url"] = url
@@ -252,7 +261,8 @@ def check(outdir: Path, root: Path = ROOT) -> list[str]:
     problems = []
     notebooks = pages(root)
     parsed: dict[Path, _Page] = {}
-    for path in [outdir / "index.html", *(outdir / _page_name(nb, root) for nb in notebooks)]:
+    guides = [outdir / Path(g).with_suffix(".html") for g in GUIDES if (root / g).is_file()]
+    for path in [outdir / "index.html", *(outdir / _page_name(nb, root) for nb in notebooks), *guides]:
         if not path.exists():
             problems.append(f"missing page {path.relative_to(outdir)}")
         else:

@@ -36,6 +36,7 @@ def test_sidebar_lists_every_page_by_title(edition):
         assert title, f"{nb} has no heading"
         assert re.sub(r"`", "", title).split()[0] in nav, f"{title!r} not in the sidebar"
         assert nb.name == "00_start_here.ipynb" or nb.relative_to(ROOT).with_suffix(".html").name in nav
+    assert "Labs: instructor" in nav and 'href="../labs/README.html"' in nav  # the labs part opens with the guide
 
 
 def test_book_features(edition):
