@@ -1,6 +1,7 @@
 """What a reader can trust in every widget: progress on slow redraws, greyed stale views after errors, a readable
 stand-in where no kernel runs, and the input handling of the 02a, 03a and 00 widgets."""
 import base64
+import io
 import re
 import time
 
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from IPython.core.formatters import DisplayFormatter
+from matplotlib.image import imread
 
 from helpers import book, idt
 from helpers.widgets import base
@@ -70,7 +72,11 @@ def test_before_its_cell_runs_a_widget_reads_as_one_line_and_a_picture(make, lab
         assert data["text/plain"] == f"Run the cells above to use {label} (a live widget: it needs a running Python kernel)."
         assert "VBox(" not in data["text/plain"] and "\n" not in data["text/plain"]
         assert book.WIDGET_MIME in data
-        assert base64.b64decode(data["image/png"])[:8] == PNG_MAGIC
+        png = base64.b64decode(data["image/png"])
+        assert png[:8] == PNG_MAGIC
+        # the picture carries the same advice as a caption strip, above the widget's own picture, unscaled
+        shown, plain = imread(io.BytesIO(png)), imread(io.BytesIO(w.picture()))
+        assert shown.shape[1] == plain.shape[1] and shown.shape[0] == plain.shape[0] + 30
     staged = book.static_outputs([{"output_type": "display_data", "metadata": {}, "data": data}])
     assert [list(o["data"]) for o in staged] == [["image/png"], ["text/html"]]
     assert "picture above" in staged[1]["data"]["text/html"] and "make lab" in staged[1]["data"]["text/html"]

@@ -24,3 +24,24 @@ def draw_text(text: str, title: str = "", width_chars: int = 72):
     ax.text(0.01, top, "\n".join(lines), family="monospace", fontsize=8.5, va="top", linespacing=1.45,
             transform=ax.transAxes)
     return fig
+
+
+def captioned(png: bytes, caption: str, strip_px: int = 30) -> bytes:
+    """``png`` with a one-line caption strip above it, pixel for pixel (the picture is not rescaled)."""
+    import io
+
+    from matplotlib.figure import Figure
+    from matplotlib.image import imread
+
+    pixels = imread(io.BytesIO(png), format="png")
+    h, w = pixels.shape[:2]
+    dpi = 100
+    fig = Figure(figsize=(w / dpi, (h + strip_px) / dpi), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, h / (h + strip_px)))
+    ax.imshow(pixels, aspect="auto", interpolation="nearest")
+    ax.axis("off")
+    fig.text(0.005, 1 - (strip_px / 2) / (h + strip_px), caption, va="center", ha="left", fontsize=10,
+             style="italic", color="#333333")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()

@@ -84,7 +84,7 @@ class CallConvView(LiveView):
                            layout=W.Layout(width="auto", flex="1 1 16em", max_width="36em"))
         self.listing = W.HTML(layout=W.Layout(min_width="0"))
         self.watch(self.convention, self.args)
-        wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start", width="100%")
+        wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start")
         self.box = W.VBox([W.Box([self.convention, self.args], layout=wrap), self.status,
                            W.Box([self.image, W.VBox([self.text, self.listing],
                                                      layout=W.Layout(flex="1 1 22em", min_width="0"))],

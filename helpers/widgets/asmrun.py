@@ -45,9 +45,9 @@ class AsmRunner(Standin):
         self.syntax = W.Dropdown(options=["att", "intel"], value=syntax, description="syntax")
         self.run_button = W.Button(description="Assemble and run", button_style="primary")
         self.status = W.HTML()
-        self.result = W.HTML(layout=W.Layout(min_width="0", width="100%"))
+        self.result = W.HTML(layout=W.Layout(min_width="0"))
         self.run_button.on_click(lambda _b: self.run())
-        wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start", width="100%")
+        wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start")
         self.box = W.VBox([W.Box([self.source, W.VBox([self.arch, self.syntax, self.run_button])], layout=wrap),
                            self.status, self.result])
         self.box.add_class("asm-runner")

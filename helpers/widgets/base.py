@@ -117,7 +117,7 @@ class Standin:
 
     ``LABEL`` names the widget ("the gate workbench"); :meth:`bundle` is the widget's own mimebundle plus one
     ``text/plain`` line and, if :meth:`picture` returns PNG bytes, an ``image/png`` of its current (at display
-    time: default) state. Both the object (``GateWorkbench()`` at the end of a cell) and its ``.box``
+    time: default) state, captioned with the same advice (an untrusted notebook shows the picture, not the text). Both the object (``GateWorkbench()`` at the end of a cell) and its ``.box``
     (``view.box``) display this bundle.
     """
 
@@ -129,12 +129,18 @@ class Standin:
     def standin_line(self) -> str:
         return f"Run the cells above to use {self.LABEL} (a live widget: it needs a running Python kernel)."
 
+    def standin_caption(self) -> str:
+        """The line written on the stand-in picture, for the places that show the picture and not the text."""
+        return f"A picture of {self.LABEL} in its default state: run the cells above to use the live widget."
+
     def bundle(self, box, include=None, exclude=None) -> dict:
         data = dict(W.DOMWidget._repr_mimebundle_(box, include=include, exclude=exclude) or {})
         data["text/plain"] = self.standin_line()
         png = self.picture()
         if png:
-            data["image/png"] = base64.b64encode(png).decode("ascii")
+            from ..viz.text import captioned
+
+            data["image/png"] = base64.b64encode(captioned(png, self.standin_caption())).decode("ascii")
         return data
 
     def _repr_mimebundle_(self, include=None, exclude=None):
@@ -166,7 +172,7 @@ class LiveView(Standin):
     def __init__(self, delay: float = DELAY):
         # The picture keeps its aspect ratio and never grows past its natural size or its column.
         self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto", object_fit="contain",
-                                                           align_self="flex-start", flex="0 1 auto"))
+                                                           align_self="flex-start", flex="0 1 auto", margin="0"))
         self.text = W.HTML(layout=W.Layout(min_width="0", overflow="auto", flex="1 1 auto"))
         self.status = W.HTML()
         self._debounce = Debouncer(self.redraw, delay)

@@ -92,7 +92,7 @@ class GateWorkbench(LiveView):
         self._follow_mode()
         self.watch(self.mode, self.offset, self.selector, self.ist, self.kind, self.dpl, self.present)
         controls = W.VBox([self.mode, self.offset, self.selector, self.kind, self.dpl, self.ist, self.present])
-        wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start", width="100%")
+        wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start")
         self.text.layout.flex = "1 1 24em"
         self.box = W.VBox([W.Box([controls, self.text], layout=wrap),
                            W.Box([self.paste, self.decode_button], layout=wrap), self.status, self.image])
@@ -174,7 +174,7 @@ class DeliveryViewer(LiveView):
         self.qemu_out = W.HTML(layout=W.Layout(min_width="0"))
         for control in (self.vector, self.kind, self.dpl, self.ist, self.present, self.cpl, self.software):
             control.observe(lambda _c: self._qemu_stale(), names="value")
-        wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start", width="100%")
+        wrap = W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start")
         self.box = W.VBox([W.Box([controls, self.image], layout=wrap), self.status, self.text, self.qemu_button,
                            self.qemu_out])
         self.box.add_class("delivery-viewer")
