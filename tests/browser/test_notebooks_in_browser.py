@@ -49,7 +49,7 @@ def test_assembly_runner_responds_and_survives_garbage(lab, screenshot):
     error = box.locator("span", has_text="✗")
     error.wait_for()
     assert "line 1" in error.inner_text() and "\n" not in error.inner_text().strip()
-    assert box.locator("pre").count() == 0
+    assert box.locator(".lv-stale pre").count() == 1   # the last good result stays, greyed as stale
     screenshot(lab.page, "asm-runner-garbage")
     assert lab.kernel("print(6 * 7)").strip() == "42"   # the kernel is alive
 
@@ -79,23 +79,6 @@ def burst_slider(lab: Lab, container: str, label: str, presses: int = 20) -> Non
     slider.focus()
     for _ in range(presses):
         lab.page.keyboard.press("ArrowRight", delay=0)
-
-
-def test_static_edition_renders_in_chromium(browser, tmp_path, screenshot):
-    from helpers import book
-
-    book.build(tmp_path)
-    page = browser.new_page()
-    try:
-        page.goto((tmp_path / "index.html").as_uri())
-        links = page.locator("ol li a")
-        assert links.count() == len(book.pages())
-        links.first.click()
-        page.wait_for_load_state()
-        assert page.locator("nav.book-nav").first.is_visible()
-        screenshot(page, "static-edition-start")
-    finally:
-        page.close()
 
 
 def kernel_widget(cls_path: str) -> str:
