@@ -61,6 +61,12 @@ def test_after_an_error_the_view_is_the_last_valid_state():
     assert v.status.value == "" and base.STALE not in v.image._dom_classes
 
 
+def test_a_widget_without_a_label_is_named_after_its_class():
+    class StackGrowthViewer(base.Standin):
+        pass
+    assert StackGrowthViewer().standin_line().startswith("Run the cells above to use the stack growth viewer (")
+
+
 @pytest.mark.parametrize("make,label", [(GateWorkbench, "the gate workbench"),
                                         (lambda: DeliveryViewer(emulate=False), "the delivery viewer"),
                                         (CallConvView, "the calling-convention explorer"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import html
+import re
 import threading
 
 import ipywidgets as W
@@ -121,17 +122,21 @@ class Standin:
     (``view.box``) display this bundle.
     """
 
-    LABEL = "the widget"
+    LABEL = ""  # e.g. "the gate workbench"; by default made from the class name (StackGrowthViewer -> ...)
+
+    @property
+    def label(self) -> str:
+        return self.LABEL or "the " + re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", type(self).__name__).lower()
 
     def picture(self) -> bytes | None:
         return None
 
     def standin_line(self) -> str:
-        return f"Run the cells above to use {self.LABEL} (a live widget: it needs a running Python kernel)."
+        return f"Run the cells above to use {self.label} (a live widget: it needs a running Python kernel)."
 
     def standin_caption(self) -> str:
         """The line written on the stand-in picture, for the places that show the picture and not the text."""
-        return f"A picture of {self.LABEL} in its default state: run the cells above to use the live widget."
+        return f"A picture of {self.label} in its default state: run the cells above to use the live widget."
 
     def bundle(self, box, include=None, exclude=None) -> dict:
         data = dict(W.DOMWidget._repr_mimebundle_(box, include=include, exclude=exclude) or {})
