@@ -199,7 +199,7 @@ def test_asm_runner_suggests_the_other_syntax():
 def test_asm_runner_listing_scrolls_instead_of_growing():
     r = AsmRunner(source="nop\n" * 3000)
     assert r.status.value == "" and "max-height:24em;overflow:auto" in r.result.value
-    assert r.result.value.count("\n") > 3000  # all of it is there, inside the scrolling box
+    assert "finished after 3000 instructions" in r.result.value and r.result.value.count("\n") > 100
 
 
 def test_asm_runner_error_greys_the_last_result():
