@@ -327,3 +327,14 @@ def test_kernel_nop5_parses_any_definition(b32, b64, split):
                 f"#define BYTES_NOP5\t" + ",".join(f"0x{x:02x}" for x in head) + f",BYTES_NOP{len(tail)}\n")
     text = "#ifndef CONFIG_64BIT\n" + defs(b32) + "#else\n" + defs(b64) + "#endif /* CONFIG_64BIT */\n"
     assert abi.kernel_nop5("x86_32", text) == b32 and abi.kernel_nop5("x86_64", text) == b64
+
+
+def test_argument_map_draws_one_box_per_argument():
+    from helpers.viz.abi import draw_argument_map
+    locs = {"cdecl": ["4(%esp)", "8(%esp)"], "regparm(3)": ["%eax", "%edx"], "sysv-x86_64": ["%rdi", "%rsi"]}
+    fig = draw_argument_map(locs)
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(w for v in locs.values() for w in v)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(locs)
+    with pytest.raises(ValueError):
+        draw_argument_map({"cdecl": None})

@@ -134,3 +134,15 @@ def test_top_level_statements_recovers_the_generated_statements(body):
     lines, top = body
     src = "func f() {\n" + "".join(f"\t{l}\n" for l in lines) + "}\n"
     assert P.top_level_statements(src) == top
+
+
+def test_lateness_histogram_counts_have_integer_ticks():
+    from helpers.viz.preempt import draw_lateness
+    runs = [P.PreemptRun("loop", "", True, 300.0, [19.0, 19.5, 21.0], 1.0, 30.0, 1),
+            P.PreemptRun("loop", "asyncpreemptoff=1", True, 300.0, [], None, 30.0, 1)]
+    fig = draw_lateness(runs)
+    fig.canvas.draw()
+    ticks = fig.axes[0].get_yticks()
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any("never woke" in l for l in labels)
