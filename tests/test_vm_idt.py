@@ -102,7 +102,8 @@ def test_recording_still_matches_a_live_run():
     live = vm._live(vm.EXPERIMENTS["idt_kernel"])
     saved = json.loads((vm.RECORDINGS / "idt_kernel.json").read_text())
     assert saved["run"]["console"] == live.console, "re-record with: python -m helpers.vm record idt_kernel"
-    assert saved["run"]["qemu"] == live.qemu and saved["versions"] == live.versions
+    # A Debian update of QEMU or a new zig may change the versions; what the guest printed must not change.
+    assert saved["run"]["qemu"].startswith("QEMU emulator version") and saved["versions"]["compiler"]
 
 
 @pytest.mark.parametrize("kw, message", [
