@@ -413,6 +413,8 @@ def kernel_nop5(arch: str, text: str | None = None) -> bytes:
         if path is None:
             raise ValueError(f"no kernel build tree with {NOPS_H} here (apt-get install linux-headers-amd64)")
         text = path.read_text()
+    if not isinstance(text, str):
+        raise ValueError("kernel_nop5 needs nops.h's text (a str)")
     defs, branch = {"x86_32": {}, "x86_64": {}}, None
     for line in text.splitlines():
         s = line.strip()
@@ -452,6 +454,8 @@ def _macro_body(text: str, name_re: str) -> tuple[str, str] | None:
 def syscall_stub_prototypes(text: str) -> dict[str, str]:
     """From ``arch/x86/include/asm/syscall_wrapper.h``: {abi: the prototype ``__SYS_STUBx`` gives each syscall
     stub of that ABI}, e.g. {"x64": "long __x64_sys<name>(const struct pt_regs *regs)", "ia32": ...}."""
+    if not isinstance(text, str):
+        raise ValueError("syscall_stub_prototypes needs the header's text (a str)")
     stub = _macro_body(text, r"__SYS_STUBx")
     if stub is None:
         raise ValueError("syscall_wrapper.h: no __SYS_STUBx macro")
@@ -465,6 +469,8 @@ def syscall_stub_prototypes(text: str) -> dict[str, str]:
 def ip_setter(text: str) -> str:
     """From ``arch/x86/include/asm/ftrace.h``: how an ftrace handler (livepatch) sets the instruction pointer the
     trampoline will return to: ``"ftrace_instruction_pointer_set(fregs, _ip): ... regs.ip = (_ip)"``."""
+    if not isinstance(text, str):
+        raise ValueError("ip_setter needs the header's text (a str)")
     m = _macro_body(text, r"ftrace_(?:regs_set_instruction_pointer|instruction_pointer_set)")
     if m is None:
         raise ValueError("ftrace.h defines neither ftrace_regs_set_instruction_pointer nor ftrace_instruction_pointer_set")

@@ -45,6 +45,8 @@ def compiler_directives(goroot=None) -> dict[str, str]:
     if goroot is None:
         from helpers import toolchain
         goroot = toolchain.goroot()
+    if not isinstance(goroot, (str, Path)):
+        raise DirectiveError("goroot must be a path to a Go tree")
     root = Path(goroot) / NODER
     try:
         lex, noder = (root / "lex.go").read_text(), (root / "noder.go").read_text()

@@ -82,6 +82,8 @@ def kernel_tree_file(rel: str, pattern: str = "/usr/src/linux-headers-*-common")
 def orc_registers(text: str | None = None) -> dict[int, str]:
     """``ORC_REG_*`` numbers and names from ``orc_types.h`` (``text``, default: the installed header; without
     one, the cited copy :data:`CITED_REGISTERS`)."""
+    if text is not None and not isinstance(text, str):
+        raise KunwindError("orc_registers needs orc_types.h's text (a str)")
     if text is None:
         path = kernel_tree_file(ORC_TYPES_H)
         if path is None:
@@ -97,7 +99,7 @@ def _open(path):
     try:
         fh = open(path, "rb")
         return fh, ELFFile(fh)
-    except (OSError, ELFError) as e:
+    except (OSError, ELFError, TypeError, ValueError) as e:
         raise KunwindError(f"{Path(str(path)).name}: not a readable ELF file ({e})") from None
 
 
@@ -162,6 +164,8 @@ def straight_line_sp(code: bytes) -> dict[int, int]:
     Counts ``push`` (+8), ``pop`` (-8) and ``sub``/``add`` of an immediate to ``%rsp``; a ``call`` (such as the
     entry's ``call __fentry__``) returns with ``rsp`` unchanged. This is what an unwinder needs, computed from the machine code alone."""
     import capstone
+    if not isinstance(code, (bytes, bytearray)):
+        raise KunwindError("straight_line_sp needs the function's bytes")
     cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     off, out = 8, {0: 8}
     for insn in cs.disasm(code, 0):

@@ -579,6 +579,8 @@ def top_level_statements(func_source: str) -> list[str]:
     A small brace-depth scanner over the gofmt'ed source the pinned tree ships: enough for runtime
     functions, which keep one statement per line. Raises ValueError if the text is not a ``func`` with a body.
     """
+    if not isinstance(func_source, str):
+        raise ValueError("top_level_statements needs a Go function's source text")
     lines = func_source.splitlines()
     if not lines or not lines[0].startswith("func ") or not lines[0].rstrip().endswith("{"):
         raise ValueError("not a Go function: the first line must be `func ... {`")

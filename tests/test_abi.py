@@ -338,3 +338,11 @@ def test_argument_map_draws_one_box_per_argument():
     assert [t.get_text() for t in ax.get_yticklabels()] == list(locs)
     with pytest.raises(ValueError):
         draw_argument_map({"cdecl": None})
+
+
+@pytest.mark.parametrize("call", [lambda: abi.kernel_nop5("x86_64", 5), lambda: abi.syscall_stub_prototypes(None),
+                                  lambda: abi.ip_setter(b"#define"), lambda: abi.fentry_sites("nope", "zig"),
+                                  lambda: abi.ftrace_call("cdecl", "zig", "f3", "1,2,3")])
+def test_kernel_readers_and_ftrace_refuse_wrong_types(call):
+    with pytest.raises(ValueError):
+        call()

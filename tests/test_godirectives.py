@@ -71,3 +71,8 @@ def test_pinned_compiler_has_no_go_export():
     assert "go:export" not in d
     assert {"go:linkname", "go:embed", "go:wasmexport", "go:wasmimport", "go:nosplit", "go:cgo_export_static",
             "go:cgo_ldflag", "go:generate"} <= set(d)
+
+
+def test_wrong_goroot_type():
+    with pytest.raises(G.DirectiveError):
+        G.compiler_directives(42)

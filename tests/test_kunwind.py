@@ -116,3 +116,10 @@ def test_read_orc_decodes_what_was_encoded(rows):
     assert [(r.offset, r.sp_offset, r.bp_offset, r.sp_reg, r.bp_reg, r.type, r.end) for r in got] == [
         (k, sp, bp, K.CITED_REGISTERS[spr], K.CITED_REGISTERS[bpr], K.ORC_TYPES[typ], end)
         for k, (sp, bp, spr, bpr, typ, end) in enumerate(rows)]
+
+
+@pytest.mark.parametrize("call", [lambda: K.read_orc(None), lambda: K.unwind_sections(12), lambda: K.orc_registers(5),
+                                  lambda: K.straight_line_sp("55"), lambda: K.function_code(None, "f")])
+def test_wrong_types_are_one_line_errors(call):
+    with pytest.raises(K.KunwindError):
+        call()

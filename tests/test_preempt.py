@@ -91,6 +91,8 @@ def test_top_level_statements_on_synthetic_source():
     with pytest.raises(ValueError):
         P.top_level_statements("not go")
     with pytest.raises(ValueError):
+        P.top_level_statements(None)
+    with pytest.raises(ValueError):
         P.top_level_statements("func f() {\n\tif x {\n")
 
 
