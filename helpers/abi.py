@@ -31,6 +31,14 @@ API::
     call_site_arguments(insns, arch) -> constants a compiled caller puts in registers / on the stack
     compiled_calls(conv) -> {n: CompiledCall}: the real call with n arguments, one cached build per convention
     pushed_registers(insns), clobber_source(conv): which registers a prologue saves
+    observed_arguments(conv, n) -> where the compiled caller put each argument ("%eax", "4(%esp)", ...)
+    predicted_locations(conv, n) -> the same, as place_arguments says
+    fentry_sites(conv, cc) / ftrace_call(conv, cc, func, args, nop=...) -> the kernel's -pg -mfentry entry call,
+        what a tracer sees there, and the run with the call patched to the kernel's NOP
+    kernel_header(rel), kernel_nop5(arch), syscall_stub_prototypes(text), ip_setter(text): read Debian's kernel
+        build tree (linux-headers), where installed
+
+Every emulated call runs on one machine per convention (``_machine``), reset between calls.
 """
 from __future__ import annotations
 

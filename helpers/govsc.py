@@ -13,6 +13,12 @@ Primary sources it models or reads:
   ``gfget``: recycled ones get ``startingStackSize``), ``src/runtime/runtime1.go`` (``adaptivestackstart`` default),
   ``src/syscall/zsysnum_linux_amd64.go`` (syscall numbers) -- all read from the pinned Go tree (``goroot()/src``).
 
+* musl as the pinned zig ships it, ``lib/libc/musl/src/internal/pthread_impl.h`` (``DEFAULT_STACK_SIZE``,
+  ``DEFAULT_STACK_MAX``) and ``src/env/__init_tls.c`` (the default thread stack raised to ``PT_GNU_STACK``'s
+  ``p_memsz``): :func:`musl_stack_rule`, checked against programs linked with several ``-z stack-size`` values
+  (:func:`musl_thread_stacks`);
+* the Go specification (unused variables, assignment counts): :func:`compile_errors` shows gc's messages.
+
 Every program is built and run through :mod:`helpers.toolchain` (timeouts, no shell, cached builds).
 """
 from __future__ import annotations

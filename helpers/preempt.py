@@ -15,6 +15,9 @@ What it models, and where that is written down (the pinned Go tree ships ``src/`
   ``retake`` preempts a G that has run ``forcePreemptNS`` (10 ms); ``preemptone`` sets ``gp.preempt``,
   ``gp.stackguard0 = stackPreempt`` and, unless ``GODEBUG=asyncpreemptoff=1``, calls ``preemptM``.
 * golang/go src/runtime/stack.go -- ``stackPreempt``.
+* golang/go src/runtime/proc.go -- ``reentersyscall`` (read statement by statement: :func:`reentersyscall_sequence`),
+  ``retake``/``setBlockOnExitSyscall``/``takeP``; :func:`observe_syscall` watches a goroutine blocked in
+  ``read(2)`` from another goroutine on the same single P (chapter 2b, C16).
 
 Every run is bounded twice: the Go program stops by itself (its spinner runs a calibrated number of
 iterations, ``SPIN_MS`` of work) and the subprocess has a timeout; a run that times out is reported as
