@@ -473,3 +473,12 @@ def test_predict_growth_refuses_what_would_loop_or_mislead_in_one_line(args):
     with pytest.raises(ValueError) as e:
         predict_growth(*args)
     assert "\n" not in str(e.value) and "must be" in str(e.value)
+
+
+def test_shrink_comparison_draws_native_steps_and_model_markers():
+    from helpers.viz.gostack import draw_shrink_comparison
+
+    rows = [(65536, 900), (32768, 900), (16384, 900)]
+    fig = draw_shrink_comparison([("a", rows, [32768, 16384])])
+    ax = fig.axes[0]
+    assert list(ax.lines[0].get_ydata()) == [65536, 32768, 16384] and list(ax.lines[1].get_xdata()) == [1, 2]

@@ -160,3 +160,25 @@ def draw_policy_comparison(rows, *, axes=None, figsize=(7, 2.6)):
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=8)
     return fig
+
+
+def draw_shrink_comparison(runs, *, ax=None, figsize=(7, 2.8)):
+    """Stack size after each GC, as the real runtime left it (steps) and as the model's shrink rule predicts
+    it (markers). ``runs``: [(label, native rows [(size, used)], model predictions [size after each GC])]."""
+    fig = None
+    if ax is None:
+        fig = new_figure(figsize)
+        ax = fig.add_subplot()
+    for (label, rows, predicted), c, ls in zip(runs, GOROUTINE_COLOURS, ("-", "--", ":", "-.")):
+        sizes = [s for s, _u in rows]
+        ax.step(range(len(sizes)), sizes, where="post", color=c, linestyle=ls, linewidth=1.6, label=f"{label}: native")
+        ax.plot(range(1, len(predicted) + 1), predicted, "o", markerfacecolor="none", markeredgecolor=c,
+                markersize=8, label=f"{label}: model's prediction")
+    ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{int(v) // 1024} KiB"))
+    ax.set_xlabel("GC cycles run", fontsize=8)
+    ax.set_ylabel("stack size", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    return fig if fig is not None else ax.figure
