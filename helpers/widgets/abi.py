@@ -51,17 +51,17 @@ def check_args(convention: str, args: list[int]) -> None:
 
 
 def placement_html(p: abi.Placement, args: list[int]) -> str:
-    """One row per argument: name, the value typed, the word passed, where it goes (columns never run together)."""
+    """One row per argument: name, value (decimal), the word passed, where it goes (columns never run together)."""
     c = p.convention
     rows = "".join(
-        f"<tr><td>arg{s.index}</td><td style='text-align:right'><code>{html.escape(str(a))}</code></td>"
-        f"<td><code>{s.value:#x}</code></td><td><code>"
+        f"<tr><td>arg{s.index}</td><td style='text-align:right;padding:0 .8em'><code>{html.escape(str(a))}</code></td>"
+        f"<td style='padding:0 .8em'><code>{s.value:#x}</code></td><td><code>"
         + html.escape(f"%{s.register}" if s.register else f"{s.offset}(%{c.sp})") + "</code>"
         + ("" if s.register else " at entry") + "</td></tr>" for s, a in zip(p.slots, args))
     return (f"<div>{html.escape(c.name)}: {len(p.slots)} argument(s), {p.stack_bytes} stack byte(s), "
             f"{html.escape(c.cleanup)} cleans the stack</div>"
             "<div style='overflow-x:auto'><table style='border-collapse:collapse;white-space:nowrap'>"
-            "<tr><th>arg</th><th>typed</th><th>word passed</th><th>where</th></tr>" + rows + "</table></div>")
+            "<tr><th>arg</th><th>value</th><th>word passed</th><th>where</th></tr>" + rows + "</table></div>")
 
 
 class CallConvView(LiveView):

@@ -67,12 +67,7 @@ def test_before_its_cell_runs_the_widget_is_a_readable_line(lab, screenshot):
     assert "Run the cells above to use the assembly runner" in text or out.locator("img").count() == 1
 
 
-@pytest.mark.parametrize("path,sel", [("chapters/00_start_here.ipynb", ".asm-runner"),
-                                      ("chapters/02a_calling_conventions.ipynb", ".callconv-widget"),
-                                      ("chapters/03a_idt_gates.ipynb", ".gate-workbench"),
-                                      ("chapters/03a_idt_gates.ipynb", ".delivery-viewer")])
-def test_widgets_are_usable_at_1000_px(lab, path, sel, screenshot):
-    run(lab, path)
+def check_layout(lab: Lab, sel: str, screenshot) -> dict:
     lab.page.locator(sel).first.scroll_into_view_if_needed()
     boxes = lab.page.evaluate(LAYOUT, sel)
     screenshot(lab.page, f"at-{WIDTH}px-{sel.strip('.')}")
@@ -82,10 +77,20 @@ def test_widgets_are_usable_at_1000_px(lab, path, sel, screenshot):
         for img in box["images"]:
             assert abs(img["shown"] - img["natural"]) < 0.02, f"{sel}: a stretched picture {img}"
             assert img["width"] <= img["naturalWidth"] + 1, f"{sel}: a picture blown up past its size {img}"
+    return boxes[0]
 
 
-def test_a_long_listing_scrolls_inside_the_runner(lab):
+@pytest.mark.parametrize("path,selectors", [("chapters/02a_calling_conventions.ipynb", [".callconv-widget"]),
+                                            ("chapters/03a_idt_gates.ipynb", [".gate-workbench", ".delivery-viewer"])])
+def test_widgets_are_usable_at_1000_px(lab, path, selectors, screenshot):
+    run(lab, path)
+    for sel in selectors:
+        check_layout(lab, sel, screenshot)
+
+
+def test_the_assembly_runner_at_1000_px_scrolls_a_long_listing(lab, screenshot):
     run(lab, "chapters/00_start_here.ipynb")
+    check_layout(lab, ".asm-runner", screenshot)
     # every live runner in the kernel (an earlier test's run of the notebook may have left one)
     said = lab.kernel("import gc\nfrom helpers.widgets.asmrun import AsmRunner\n"
                       "for w in [o for o in gc.get_objects() if type(o) is AsmRunner]:\n"
@@ -93,7 +98,7 @@ def test_a_long_listing_scrolls_inside_the_runner(lab):
     assert said.split() and set(said.split()) == {"ran"}, said
     lab.page.wait_for_function("""() => { const p = document.querySelector('.asm-runner pre');
         return p && p.textContent.includes('finished after 3000 instructions'); }""", timeout=30_000)
-    box = lab.page.evaluate(LAYOUT, ".asm-runner")[0]
+    box = check_layout(lab, ".asm-runner", screenshot)
     assert box["height"] < 900, f"the runner grew to {box['height']} px"
     scrolls = lab.page.evaluate("() => { const p = document.querySelector('.asm-runner pre');"
                                 " return p.scrollHeight > p.clientHeight; }")
@@ -108,7 +113,7 @@ def test_a_slow_redraw_says_working_while_it_computes(lab, screenshot):
     lab.page.evaluate("""(code) => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel
                          .requestExecute({code, store_history: false})""",
                       widget("helpers.widgets.gostack.StackGrowthViewer")
-                      + "w.which.value = 'small'\nw.policy.value = 'segmented'\nw.depth.value = 4000")
+                      + "w.which.value = 'small'\nw.policy.value = 'segmented'\nw.depth.value = 2500")
     busy = box.locator(".lv-busy")
     busy.wait_for(timeout=5000)
     seen_after = time.monotonic() - start
