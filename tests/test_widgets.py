@@ -211,3 +211,8 @@ def test_asm_runner_error_greys_the_last_result():
     r.source.value = "nop"
     r.run()
     assert r.status.value == "" and base.STALE not in r.result._dom_classes
+
+
+@given(st.text(max_size=200))
+def test_guess_syntax_answers_any_text(source):
+    assert guess_syntax(source) in ("att", "intel", None)
