@@ -835,10 +835,11 @@ class Evidence:
     rust_provenance: str = ""
 
     def provenance(self) -> str:
+        # The release is not printed: a Debian security update changes it without changing any rule.
         if self.recorded:
-            return (f"[kernel build files: recorded by `python -m helpers.kcodegen` from {self.facts['tree']} "
-                    f"({self.facts['release']}); C and Go: run here]")
-        return f"[kernel build files read here from {self.facts['tree']} ({self.facts['release']}); C and Go: run here]"
+            return (f"[kernel build files: recorded by `python -m helpers.kcodegen record` from Debian's "
+                    f"linux-headers {self.facts['release']}; C and Go: run here]")
+        return "[kernel build files read here from Debian's installed linux-headers and /boot config; C and Go: run here]"
 
 
 def evidence() -> Evidence:
