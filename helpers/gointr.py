@@ -159,11 +159,12 @@ class Bench:
         g = self.rt.go(func, *args)
         self.rt.runq.clear()
         self.rt.current = g
-        if self.with_p:
+        if self.with_p:  # every goroutine runs on the one M and P; the P's buffer is set up once
             self.rt.gset(g, "m", M_AREA)
-            self.m.write_u64(M_AREA + self.off["m_p"], P_AREA)
-            self.m.write_u64(P_AREA + self.off["wbBuf_next"], WBBUF)
-            self.m.write_u64(P_AREA + self.off["wbBuf_end"], WBBUF + 0x100)
+            if not self.m.read_u64(M_AREA + self.off["m_p"]):
+                self.m.write_u64(M_AREA + self.off["m_p"], P_AREA)
+                self.m.write_u64(P_AREA + self.off["wbBuf_next"], WBBUF)
+                self.m.write_u64(P_AREA + self.off["wbBuf_end"], WBBUF + 0x100)
         r = self.m.regs
         for name in SCRATCH_REGS:
             r[name] = POISON
@@ -321,6 +322,14 @@ def interrupt_run(stub: str = "stub", where: str = "prologue", ist_below: bool =
     bench.interrupt_at(at + (USER_IRQ_AFTER if where == "user" else 0), handler)
     out = bench.run(max_insns=max_insns)
     finished = (out.status == "stopped" and "goexit" in out.reason) or (where == "user" and out.status == "halted")
+    result = bench.m.regs["rax"] if finished else None
+    if finished and stub == "stub" and bench.m.read_u64(WAKE) == 1:
+        # the scheduler sees the wake-up word and runs the handler as an ordinary goroutine (TamaGo's
+        # ServiceInterrupts, Biscuit's IRQsched, eggos's traploop): on its own stack, with a g and a P
+        bench.start("main.onIRQ", 3)
+        served = bench.run(max_insns=max_insns)
+        ok = served.status == "stopped" and "goexit" in served.reason
+        bench.events.append(f"woken goroutine ran main.onIRQ(3): {'returned' if ok else served.message}")
     lo, hi = bench.rt.stack_of(bench.rt.current)
     sp = None
     if out.status == "stopped" and "morestack" in out.reason:
@@ -331,7 +340,7 @@ def interrupt_run(stub: str = "stub", where: str = "prologue", ist_below: bool =
     buf = [rd(WBBUF + 8 * i) for i in range(8)]
     return IrqRun(stub, where, bench.events, "returned" if finished else out.status,
                   _fault_text(bench, out) if not finished else "step returned",
-                  bench.m.regs["rax"] if finished else None, rd(WAKE) == 1,
+                  result, rd(WAKE) == 1,
                   rd(slots + 16) == slots + 32, rd(slots + 7 * 16) == slots + 4 * 16,
                   [v for v in buf if v], bench.delivery.summary().splitlines()[0] if bench.delivery else "",
                   sp, (lo, hi))
@@ -388,11 +397,7 @@ def sequential_barrier_run() -> list:
     should hold. Returns the non-nil pointers recorded."""
     bench = Bench(with_p=True, barrier=True)
     for fn in ("main.step", "main.onIRQ"):
-        if fn == "main.onIRQ":
-            nxt = bench.m.read_u64(P_AREA + bench.off["wbBuf_next"])
-        g = bench.start(fn, 1 if fn == "main.step" else 3)
-        if fn == "main.onIRQ":
-            bench.m.write_u64(P_AREA + bench.off["wbBuf_next"], nxt)  # the same P, its buffer position kept
+        bench.start(fn, 1 if fn == "main.step" else 3)
         out = bench.run()
         if not (out.status == "stopped" and "goexit" in out.reason):
             raise GoIntrError(f"{fn} did not return: {out.message}")

@@ -33,8 +33,15 @@ def test_without_the_barrier_flag_no_barrier_runs():
 
 def test_stub_interrupt_is_transparent():
     r = gi.interrupt_run("stub", "prologue")
-    assert r.status == "returned" and r.result == 1 and r.woken and r.interrupted_stored and not r.handler_stored
+    assert r.status == "returned" and r.result == 1 and r.woken and r.interrupted_stored
+    assert r.handler_stored and r.events[-1] == "woken goroutine ran main.onIRQ(3): returned"
     assert "IST1" in r.delivery
+
+
+def test_stub_during_the_barrier_loses_nothing():
+    """The same interrupt inside gcWriteBarrier, taken by the stub: the deferred handler's pointer is kept."""
+    r = gi.interrupt_run("stub", "barrier")
+    assert gi.slot_names(r.buffer) == gi.slot_names(gi.sequential_barrier_run()) == ["&slots[2]", "&slots[4]"]
 
 
 @pytest.mark.parametrize("below", [False, True])
