@@ -78,10 +78,13 @@ def _html_links_to_pages(text: str) -> str:
 
 
 def static_outputs(outputs: list) -> list:
-    """A code cell's outputs for the static edition: a widget view becomes its picture (if any) and a note."""
+    """A code cell's outputs for the static edition: a widget view becomes its picture (if any) and a note;
+    an emptied display (a finished progress line) goes."""
     result = []
     for out in outputs:
         data = out.get("data", {})
+        if out.get("output_type") == "display_data" and not data:
+            continue  # a progress line that was cleared when its build finished (helpers.progress)
         if WIDGET_MIME in data:
             png = data.get("image/png")
             if png:

@@ -86,6 +86,7 @@ def test_static_outputs_mention_a_picture_only_when_there_is_one():
     with_png = book.static_outputs([nbformat.v4.new_output("display_data", data={**view, "image/png": PNG})])
     assert [list(o["data"]) for o in with_png] == [["image/png"], ["text/html"]]
     assert "picture above" in with_png[1]["data"]["text/html"]
+    assert book.static_outputs([nbformat.v4.new_output("display_data", data={})]) == []
 
 
 def _tiny_book(root: Path, link: str, figure: bool) -> None:

@@ -118,8 +118,9 @@ class Standin:
 
     ``LABEL`` names the widget ("the gate workbench"); :meth:`bundle` is the widget's own mimebundle plus one
     ``text/plain`` line and, if :meth:`picture` returns PNG bytes, an ``image/png`` of its current (at display
-    time: default) state, captioned with the same advice (an untrusted notebook shows the picture, not the text). Both the object (``GateWorkbench()`` at the end of a cell) and its ``.box``
-    (``view.box``) display this bundle.
+    time: default) state, captioned with the same advice (an untrusted notebook shows the picture, not the
+    text). Both the object (``GateWorkbench()`` at the end of a cell) and its ``.box`` (``view.box``) display
+    this bundle.
     """
 
     LABEL = ""  # e.g. "the gate workbench"; by default made from the class name (StackGrowthViewer -> ...)
