@@ -20,8 +20,6 @@ API::
     wb = write_barrier_run(with_p=False)      -> WbRun: the path through runtime.gcWriteBarrier2 and how it ended
     irq = interrupt_run("stub" | "go", where="prologue" | "barrier" | "user", ist_below=False)  -> IrqRun
     sequential_barrier_run()                  -> the write-barrier buffer when the two stores do not overlap
-    moved = stack_move_run(depth)             -> MoveRun: a wait-queue entry's address before/after a stack move
-    escape_decisions()                        -> what -gcflags=-m says about a stack entry published two ways
     stack_budget(facts)                       -> StackBudget: stackGuard vs an interrupt frame plus pt_regs
     newstack_check(), pragma_in_runtime()     -> the pinned runtime's lines that the chapter cites
     compile_pragma(pragma)                    -> (ok, first error line) of a package main using the pragma
@@ -39,13 +37,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from helpers import idt, toolchain
-from helpers.emu import EmuError
 from helpers.goelf import runtime_constants
 from helpers.gostack import GoProgram, Runtime, INT_ARG_REGS, POISON, SCRATCH_REGS
 
 INTR_GO = r"""package main
-
-import "unsafe"
 
 type node struct {
 	next *node
@@ -54,9 +49,6 @@ type node struct {
 
 // Objects the demonstrations link together (in .bss: nothing in this program allocates).
 var slots [8]node
-
-// waiter is what "another CPU" holds: the address of a wait-queue entry in a goroutine's frame.
-var waiter uintptr
 
 //go:noinline
 func link(a, b *node) { a.next = b }
@@ -77,26 +69,8 @@ func onIRQ(v int) int {
 	return v
 }
 
-//go:noinline
-func waitOnStack(depth int) int {
-	var entry [4]int
-	entry[0] = 42
-	waiter = uintptr(unsafe.Pointer(&entry))
-	return deep(depth) + entry[0]
-}
-
-//go:noinline
-func deep(n int) int {
-	var pad [32]int
-	pad[n&31] = n
-	if n == 0 {
-		return pad[0]
-	}
-	return deep(n-1) + pad[n&31]
-}
-
 func main() {
-	println(step(1), onIRQ(1), waitOnStack(3))
+	println(step(1), onIRQ(1))
 }
 """
 
@@ -409,93 +383,6 @@ def slot_names(values, prog: GoProgram | None = None) -> list[str]:
     prog = prog or program()
     base = prog.binary.symbol("main.slots")
     return [f"&slots[{(v - base) // 16}]" if base <= v < base + 8 * 16 else f"{v:#x}" for v in values]
-
-
-# ---------------------------------------------------------------------------------------- (d) a stack move
-@dataclass
-class MoveRun:
-    depth: int
-    before: int           # the entry's address published in main.waiter (in the first stack)
-    old_stack: tuple
-    new_stack: tuple
-    readable_after: bool  # can "another CPU" still read the entry at the published address?
-    read_error: str
-    moved_to: int         # where the entry's value 42 is now (in the new stack)
-    result: int           # waitOnStack's return value, after every move
-    expected: int
-
-
-def stack_move_run(depth: int = 40) -> MoveRun:
-    """``waitOnStack`` publishes the address of a stack-resident entry (the way a kernel thread publishes a
-    wait-queue entry or completion on its stack), then recurses until the stack is copied (chapter 4b's
-    runtime model, helpers.gostack). The goroutine's own frames are fixed by copystack; the published
-    address is not."""
-    if not isinstance(depth, int) or not 8 <= depth <= 2000:
-        raise GoIntrError(f"depth must be an integer in [8, 2000], not {depth!r}")
-    rt = Runtime(program(), initial_stack=2048)
-    g = rt.go("main.waitOnStack", depth)
-    rt.run(until=lambda e: e.kind == "grow", max_insns=2_000_000)
-    grows = [e for e in rt.events if e.kind == "grow"]
-    if not grows:
-        raise GoIntrError(f"depth {depth} did not grow the stack")
-    ev = grows[0]
-    published = rt.read_global("main.waiter")
-    try:
-        rt.m.read(published, 8)
-        readable, err = True, ""
-    except EmuError as e:  # the emulator's one-line message is the result
-        readable, err = False, str(e)
-    lo, hi = ev.new
-    moved = published - ev.old[1] + hi   # copystack keeps each byte's distance from the top of the stack
-    value = int.from_bytes(rt.m.read(moved, 8), "little") if lo <= moved < hi else None
-    rt.run(max_insns=5_000_000)
-    expected = depth * (depth + 1) // 2 + 42  # deep(n) = n + deep(n-1), deep(0) = 0; plus entry[0]
-    return MoveRun(depth, published, tuple(ev.old), tuple(ev.new), readable, err,
-                   moved if value == 42 else 0, g.result, expected)
-
-
-ESCAPE_GO = r"""package main
-
-import "unsafe"
-
-var waiterPtr *[4]int
-var waiter uintptr
-
-//go:noinline
-func publishPointer() int {
-	var entry [4]int
-	entry[0] = 42
-	waiterPtr = &entry // a real pointer escapes: the compiler moves entry to the heap
-	return entry[0]
-}
-
-//go:noinline
-func publishAddress() int {
-	var entry [4]int
-	entry[0] = 42
-	waiter = uintptr(unsafe.Pointer(&entry)) // an integer: entry stays on the stack
-	return entry[0]
-}
-
-func main() { println(publishPointer(), publishAddress()) }
-"""
-
-
-def escape_decisions() -> dict:
-    """What escape analysis (``-gcflags=-m``) decides for a stack entry published as a pointer and as an
-    address: {"publishPointer": [messages], "publishAddress": [messages]} about ``entry``."""
-    out = toolchain.go_build(ESCAPE_GO, gcflags="-m").output
-    lines = ESCAPE_GO.splitlines()
-    result = {"publishPointer": [], "publishAddress": []}
-    for msg in out.splitlines():
-        m = re.match(r"(?:\./|example/)?main\.go:(\d+):\d+: (.*entry.*)$", msg)
-        if not m:
-            continue
-        lineno = int(m.group(1))
-        func = next(l.split()[1].split("(")[0] for l in reversed(lines[:lineno]) if l.startswith("func "))
-        if func in result:
-            result[func].append(m.group(2))
-    return result
 
 
 def newstack_check() -> list[str]:

@@ -66,11 +66,6 @@ def test_reentrant_barrier_loses_the_handlers_pointer():
     assert hit.handler_stored and hit.interrupted_stored and gi.slot_names(hit.buffer) == ["&slots[2]"]
 
 
-def test_stack_move_leaves_outside_pointer_dangling():
-    mv = gi.stack_move_run(40)
-    assert not mv.readable_after and mv.result == mv.expected and mv.moved_to != mv.before
-
-
 def test_stack_budget_from_sources():
     tree = kcodegen.kernel_tree()
     facts = kcodegen.kernel_stack_facts(tree) if tree else None
@@ -98,17 +93,12 @@ def test_out_of_memory_is_fatal():
 
 @pytest.mark.parametrize("call", [
     lambda: gi.interrupt_run("c", "prologue"), lambda: gi.interrupt_run("go", "nowhere"),
-    lambda: gi.stack_move_run(3), lambda: gi.stack_move_run("40"), lambda: gi.compile_pragma("no such"),
+    lambda: gi.compile_pragma("no such"),
     lambda: gi.oom_run(10), lambda: gi.oom_run(True)])
 def test_bad_input_is_one_clear_error(call):
     with pytest.raises(gi.GoIntrError) as e:
         call()
     assert "\n" not in str(e.value)
-
-
-def test_escape_analysis_moves_a_published_pointer_to_the_heap():
-    esc = gi.escape_decisions()
-    assert esc == {"publishPointer": ["moved to heap: entry"], "publishAddress": []}
 
 
 def test_newstack_throws_below_the_stack():
