@@ -1,7 +1,8 @@
 """Recorded artifacts, for evidence that needs a system tool the reader's machine may lack.
 
-The book's pinned toolchains (Go, zig) always install with it, but a few claims are about GCC itself, about
-binutils' ``readelf``/``objdump``, or about glibc: chapter 4a's C46, C48 and C49 and chapter 4c's C58. On a
+A few claims are about GCC itself, about binutils' ``readelf``/``objdump``, or about glibc: chapter 4a's C46,
+C48 and C49 and chapter 4c's C58. The pinned Go installs with the book, but where it could not be installed
+(``helpers.toolless`` mode 2 checks that case) chapter 5's survey of the Go runtime (c05_go_runtime) needs it. On a
 machine with those tools the evidence cells run the experiment live. Without them they show the result that
 ``python -m helpers.recorded`` saved in ``helpers/recorded/<key>.json`` on a machine that had them, and they
 say so, naming the tool versions and the flags. Both paths go through the same JSON form, so a cell prints and
@@ -56,12 +57,29 @@ def _c58_gcc_lto_flags() -> dict:
             "plugin_without": lto.gcc_link_uses_plugin(("-O2", "-flto=auto", "-fno-use-linker-plugin"))}
 
 
+def _c05_go_runtime() -> dict:
+    from . import govsc
+    status = govsc.proc_status()
+    listing, calls = govsc.write_barrier_listing()
+    return {"flags": "go build of helpers.govsc's programs; go tool objdump; go help buildmode; go tool dist list; "
+                     "the pinned runtime's sources",
+            "syscalls": govsc.runtime_syscalls(toolchain.go_build(govsc.GO_HELLO).path),
+            # how many threads depends on the machine's cores; that there is more than one does not
+            "threads_before_main": status["threads"] > 1, "caught": sorted(status["caught"]),
+            "sig_preempt": govsc.source_lines("runtime/signal_unix.go", r"^const sigPreempt"),
+            "max_stack_size": govsc.max_stack_size(),
+            "starting_stack": max(govsc.probe_starting_stacks(warm_kib=16, n=150)),
+            "write_barrier": {"listing": listing, "calls": calls},
+            "buildmodes": govsc.go_buildmodes(), "ports": govsc.go_ports()}
+
+
 # key -> (tools it needs, the experiment)
 EXPERIMENTS = {
     "c46_gcc_frame_pointer": (("gcc",), _c46_gcc_frame_pointer),
     "c48_readelf_objdump": (("gcc", "readelf", "objdump"), _c48_readelf_objdump),
     "c49_glibc_backtrace": (("gcc",), _c49_glibc_backtrace),
     "c58_gcc_lto_flags": (("gcc",), _c58_gcc_lto_flags),
+    "c05_go_runtime": (("go",), _c05_go_runtime),
 }
 
 
