@@ -68,3 +68,15 @@ execute: setup
 FUZZ_PROGRAMS ?= 200
 fuzz-gostack: setup
 	$(PY) -m helpers.gostackgen --programs $(FUZZ_PROGRAMS)
+
+
+# For maintainers: every benchmark in benchmarks/bench_*.py in one table (ratios against baselines timed in the
+# same run); writes benchmarks/results.json and the table in benchmarks/README.md.
+bench: setup
+	$(PY) benchmarks/run.py
+
+# For maintainers: the long fuzz campaign (at least 100,000 inputs over every entry point, each batch in a
+# process of its own); prints the count per entry point. The short profile runs in `make test`.
+FUZZ_INPUTS ?= 100000
+fuzz: setup
+	$(PY) -m tests.fuzz --total $(FUZZ_INPUTS)

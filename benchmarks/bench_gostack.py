@@ -45,3 +45,15 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def bench_recursion(quick: bool = False):
+    """`make bench` row: depth-10,000 Go recursion with stack growth in the emulator."""
+    from harness import Row
+    prog = GoProgram.example()
+    run_recursion("small", 10, program=prog)
+    depth = 2_000 if quick else 10_000
+    t, rt = best(lambda: run_recursion("small", depth, program=prog), 1 if quick else 3)
+    t_sp, _ = best(lambda: run_recursion("small", depth, program=prog, trace_sp=True), 1 if quick else 3)
+    return Row(f"Go stack growth, depth {depth}", t * 1e3, "ms", "the same with the SP trace", t_sp * 1e3,
+               goal="< 1000 ms", met=t < 1.0, note=f"{len(rt.grows())} growths")

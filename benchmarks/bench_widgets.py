@@ -61,3 +61,21 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+
+
+def bench_widget_events(quick: bool = False):
+    """`make bench` rows: Python per control change of each main widget, against a bare IntSlider change."""
+    from harness import Row
+
+    async def measure():
+        n = 50 if quick else EVENTS
+        bare = W.IntSlider(min=0, max=10**6)
+        baseline = per_event(lambda i: setattr(bare, "value", i), n)
+        rows = []
+        for name, view, change in views():
+            event = per_event(change, n)
+            await asyncio.sleep(0.2)
+            rows.append(Row(f"widget event: {name}", event * 1e3, "ms", "bare IntSlider change", baseline * 1e3,
+                            goal="< 16 ms", met=event < 0.016))
+        return rows
+    return asyncio.run(measure())

@@ -47,7 +47,8 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Iterable, Sequence
+from collections import OrderedDict
+from typing import Iterable, NamedTuple, Sequence
 
 import capstone
 
@@ -184,8 +185,33 @@ def disassemble(code, arch: str = "x86_64", syntax: str = "att", address: int = 
         raise AsmError(f"capstone could not decode: {e}") from None
 
 
+@functools.lru_cache(maxsize=None)
+def _capstone_lite(arch: str, syntax: str, skipdata: bool = True) -> capstone.Cs:
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if arch == "x86_64" else capstone.CS_MODE_32)
+    if syntax == "att":
+        cs.syntax = capstone.CS_OPT_SYNTAX_ATT
+    cs.skipdata = skipdata
+    return cs
+
+
+def disassemble_text(code, arch: str = "x86_64", syntax: str = "att", address: int = 0) -> list:
+    """Like :func:`disassemble`, for callers that need only addresses, bytes and text: a list of
+    :class:`Line` from capstone's detail-free decoder (several times faster; same text)."""
+    _check_mode(arch, syntax, address)
+    if not isinstance(code, (bytes, bytearray, memoryview)):
+        raise AsmError(f"code must be bytes, not {type(code).__name__}")
+    code = bytes(code)
+    if address + len(code) > (1 << (64 if arch == "x86_64" else 32)):
+        raise AsmError(f"code at {address:#x} runs past the end of the {arch} address space")
+    out, mv = [], memoryview(code)
+    for a, size, mnem, ops in _capstone_lite(arch, syntax).disasm_lite(code, address):
+        off = a - address
+        out.append(Line(a, bytes(mv[off:off + size]), f"{mnem} {ops}".strip()))
+    return out
+
+
 def _listing(code: bytes, arch: str, syntax: str, address: int) -> list:
-    return [Line(i.address, i.bytes, i.text) for i in disassemble(code, arch, syntax, address)]
+    return disassemble_text(code, arch, syntax, address)
 
 
 # ----------------------------------------------------------------------------
@@ -217,6 +243,10 @@ def _statements(source: str):
     """Yield (line_number, statement) pairs: GNU as x86 rules -- '#' starts a
     comment, ';' separates statements (outside string literals)."""
     for lineno, line in enumerate(source.split("\n"), 1):
+        if '"' not in line:              # the common case, without a character loop
+            for part in line.split("#", 1)[0].split(";"):
+                yield lineno, part.strip()
+            continue
         cur, quote = [], False
         for ch in line:
             if ch == '"':
@@ -663,8 +693,9 @@ _DESCRIPTOR_TABLE = re.compile(r"^(lidt|lgdt|sidt|sgdt)[lqw]?\b", re.I)
 _REG64 = r"%(?:r[a-d]x|r[sd]i|r[sb]p|r(?:[89]|1[0-5]))"
 
 
-_REGISTERS = {capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64).reg_name(i)
-              for i in range(1, capstone.x86.X86_REG_ENDING)} - {None}
+_REG_CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)   # one instance, for the names only
+_REGISTERS = {_REG_CS.reg_name(i) for i in range(1, capstone.x86.X86_REG_ENDING)} - {None}
+del _REG_CS
 _INTEL_WORDS = {"byte", "word", "dword", "qword", "fword", "tbyte", "xmmword", "ymmword", "ptr",
                 "far", "near", "short", "st"}
 _STRING_OPS = re.compile(r"(rep[a-z]*\s+)?(movs|stos|lods|scas|cmps|ins|outs)[bwlqd]?$|xlatb?$", re.I)
@@ -732,6 +763,10 @@ def _number(tok: str, syntax: str):
     if re.fullmatch(r"[1-9][0-9]*", t):
         return int(t)
     return None
+
+
+_ADDED: "OrderedDict[tuple, tuple]" = OrderedDict()   # _KsProgram._add's results, per statement
+_ADDED_ENTRIES = 4096
 
 
 class _KsProgram:
@@ -820,7 +855,27 @@ class _KsProgram:
                 return f"__asm_local_{n}_{k}"
             st[2] = re.sub(r"(?<![\w$.])([0-9]+)([bfBF])(?![\w$.])", ref, text)
 
-    def _add(self, lineno: str, stmt: str):
+    def _add(self, lineno, stmt: str):
+        """Add one statement; what it adds depends only on (arch, syntax, statement), so it is memoized."""
+        key = (self.arch, self.syntax, stmt)
+        hit = _ADDED.get(key)
+        if hit is None:
+            n_lines, n_insns = len(self.lines), len(self.insns)
+            self._add_new(lineno, stmt)
+            last = len(self.insns) - 1
+            hit = (tuple(self.lines[n_lines:]), tuple(i[1:] for i in self.insns[n_insns:]),
+                   self.branches.get(last) if last >= n_insns else None)
+            _ADDED[key] = hit
+            while len(_ADDED) > _ADDED_ENTRIES:
+                _ADDED.popitem(last=False)
+            return
+        lines, insns, branch = hit
+        self.lines += lines
+        self.insns += [(lineno, *i) for i in insns]
+        if branch is not None:
+            self.branches[len(self.insns) - 1] = branch
+
+    def _add_new(self, lineno, stmt: str):
         low = stmt.lower()
         if self.arch == "x86_32" and self.syntax == "intel" and _DESCRIPTOR_TABLE.match(low):
             raise AsmError(f"line {lineno}: '{stmt.split()[0]}' in 32-bit Intel syntax is "   # K5
@@ -1079,11 +1134,81 @@ def _ks_asm(text: str, arch: str, syntax: str, address: int):
     return (None if r["hex"] is None else bytes.fromhex(r["hex"])), r["err"], r["missing"]
 
 
+# keystone in this process, for auto's fast path.  Only statements of the conservative operand grammar
+# (_ks_parses, checked by _KsProgram for every statement) ever reach it, which keeps K13's hangs out; the
+# explicit backend="keystone" still runs keystone in the worker process.
+_KS_ENGINES: dict = {}
+_KS_MISSING: list = []
+_KS_LOCK = threading.Lock()
+
+
+def _ks_engine(arch: str, syntax: str):
+    ks = _KS_ENGINES.get((arch, syntax))
+    if ks is None:
+        import keystone as K
+        ks = K.Ks(K.KS_ARCH_X86, K.KS_MODE_64 if arch == "x86_64" else K.KS_MODE_32)
+        ks.syntax = K.KS_OPT_SYNTAX_ATT if syntax == "att" else K.KS_OPT_SYNTAX_INTEL
+
+        def resolver(name, value):       # only records a missing symbol; never invents a value
+            _KS_MISSING.append(name.decode(errors="replace"))
+            return False
+        ks.sym_resolver = resolver
+        _KS_ENGINES[arch, syntax] = ks
+    return ks
+
+
+def _ks_asm_here(text: str, arch: str, syntax: str, address: int):
+    """Like _ks_asm, in this process: -> (bytes or None, error text or None, missing symbols)."""
+    import keystone as K
+    with _KS_LOCK:
+        _KS_MISSING.clear()
+        try:
+            enc, _ = _ks_engine(arch, syntax).asm(text.encode(), address)
+            return bytes(enc or b""), None, list(_KS_MISSING)
+        except K.KsError as e:
+            return None, str(e).split(" (KS_ERR")[0], list(_KS_MISSING)
+
+
+# Encodings of single statements, for programs with no label and no branch: there nothing keystone emits
+# depends on where a statement sits (numbers are absolute, K8's branches are placeholders patched later), so a
+# program is the concatenation of its statements' bytes, and a statement met before costs no keystone call.
+_PIECES: "OrderedDict[tuple, bytes]" = OrderedDict()
+_PIECES_ENTRIES = 4096
+_BRANCHY = re.compile(r"^(?:[a-z0-9]+\s+)*?(?:j[a-z]+|call[a-z]*|loop[a-z]*|xbegin|lcall|ljmp)\b", re.I)
+
+
+def _ks_program_here(prog, arch: str, syntax: str, address: int):
+    whole = "\n".join(prog.lines)
+    if prog.label_index or any(_BRANCHY.match(line) for line in prog.lines):
+        return _ks_asm_here(whole, arch, syntax, address)
+    parts = []
+    for line in prog.lines:
+        key = (arch, syntax, line)
+        b = _PIECES.get(key)
+        if b is None:
+            b, err, missing = _ks_asm_here(line, arch, syntax, 0)
+            if err is not None or missing or not b:     # the whole-program call reports it properly
+                return _ks_asm_here(whole, arch, syntax, address)
+            _PIECES[key] = b
+            while len(_PIECES) > _PIECES_ENTRIES:
+                _PIECES.popitem(last=False)
+        parts.append(b)
+    return b"".join(parts), None, []
+
+
 def _keystone_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
+    return _keystone_build(source, arch, syntax, address, _ks_asm)[0]
+
+
+def _keystone_build(source: str, arch: str, syntax: str, address: int, ks_asm) -> tuple[bytes, list | None]:
+    """-> (code, listing): the listing comes from the same capstone decode as the cross-check."""
     prog = _KsProgram(source, arch, syntax)
     if not prog.insns:
-        return b""
-    code, err, missing = _ks_asm("\n".join(prog.lines), arch, syntax, address)
+        return b"", []
+    if ks_asm is _ks_asm_here:
+        code, err, missing = _ks_program_here(prog, arch, syntax, address)
+    else:
+        code, err, missing = ks_asm("\n".join(prog.lines), arch, syntax, address)
     if err == "hung":
         raise AsmError(f"line {prog.insns[0][0]}: keystone 0.9.2 hung or crashed on this program; "
                        "not supported without GNU as")
@@ -1095,7 +1220,7 @@ def _keystone_assemble(source: str, arch: str, syntax: str, address: int) -> byt
         # find the offending statement: assemble each one alone
         own = [l for l in prog.lines if not l.endswith(":")]
         for (lineno, stmt, _, _), line in zip(prog.insns, own):
-            one, e1, miss1 = _ks_asm(line, arch, syntax, address)
+            one, e1, miss1 = ks_asm(line, arch, syntax, address)
             if e1 == "hung":
                 raise AsmError(f"line {lineno}: keystone 0.9.2 hung or crashed on '{stmt}'; "
                                "not supported without GNU as")
@@ -1105,7 +1230,15 @@ def _keystone_assemble(source: str, arch: str, syntax: str, address: int) -> byt
                 raise AsmError(f"line {lineno}: keystone produced no bytes for '{stmt}'")
         raise AsmError(f"line {prog.insns[0][0]}: keystone failed: {(err or 'no output').lower()}")
     decoded = _cross_check(prog, code, arch, syntax, address)
-    return _patch_branches(prog, code, decoded, arch)
+    code = _patch_branches(prog, code, decoded, arch)
+    listing = []
+    for idx, i in enumerate(decoded):
+        if idx in prog.branches:         # patched after the decode: decode those bytes again
+            off = i.address - address
+            listing += disassemble_text(code[off:off + i.size], arch, syntax, i.address)
+        else:
+            listing.append(Line(i.address, i.bytes, f"{i.mnemonic} {i.op_str}".strip()))
+    return code, listing
 
 
 def _ks_message(err: str, stmt: str) -> str:
@@ -1143,15 +1276,33 @@ def _regs_in_text(text: str, syntax: str) -> set:
     return {"st(0)" if n == "st" else n for n in names} - {"riz", "eiz"}
 
 
+class _Decoded(NamedTuple):
+    address: int
+    size: int
+    bytes: bytes
+    mnemonic: str
+    op_str: str
+
+
+# Verdicts of the per-instruction check for statements that name no label (then nothing in the check
+# depends on where the instruction sits): (arch, syntax, statement, keystone text, values, bytes) -> why.
+_CHECKED: "OrderedDict[tuple, str | None]" = OrderedDict()
+_CHECKED_ENTRIES = 4096
+
+
 def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address: int):
     """Decode keystone's output with capstone and check it against the source:
     one instruction per statement covering every byte; every number of the
     statement present and in range among the decoded immediates and
     displacements (K1, K2, K7); the registers named in the statement exactly
     the decoded operand registers (K9: keystone turns absolute addresses into
-    %rip-relative ones); no 64-bit moffs form unless movabs was asked for."""
-    cs = _capstone(arch, syntax, skipdata=False)
-    decoded = list(cs.disasm(code, address))
+    %rip-relative ones); no 64-bit moffs form unless movabs was asked for.
+
+    One detail-free decode gives the instruction boundaries and the listing's text; capstone's operand
+    details are decoded only for instructions whose verdict is not already known."""
+    mv = memoryview(code)
+    decoded = [_Decoded(a, n, bytes(mv[a - address:a - address + n]), m, o)
+               for a, n, m, o in _capstone_lite(arch, syntax, skipdata=False).disasm_lite(code, address)]
     if sum(i.size for i in decoded) != len(code) or len(decoded) != len(prog.insns):
         lineno = prog.insns[min(len(decoded), len(prog.insns) - 1)][0]
         raise AsmError(f"line {lineno}: keystone output does not decode to one instruction per "
@@ -1159,49 +1310,68 @@ def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address:
     end = address + len(code)
     labels = {name: decoded[i].address if i < len(decoded) else end
               for name, i in prog.label_index.items()}
-    for (lineno, stmt, values, text), insn in zip(prog.insns, decoded):
+    cs = None
+    for (lineno, stmt, values, text), d in zip(prog.insns, decoded):
         if values is None:
             continue
-        found, regs, rip = [], set(), None
-        for op in insn.operands:
-            if op.type == capstone.x86.X86_OP_IMM:
-                found.append((op.imm, op.size or 8))
-            elif op.type == capstone.x86.X86_OP_REG:
-                regs.add(insn.reg_name(op.reg))
-            elif op.type == capstone.x86.X86_OP_MEM:
-                found.append((op.mem.disp, 8 if arch == "x86_64" else 4))
-                found.append((op.mem.scale, 8))
-                regs |= {insn.reg_name(r) for r in (op.mem.base, op.mem.index, op.mem.segment) if r}
-                if op.mem.base == capstone.x86.X86_REG_RIP:
-                    rip = insn.address + insn.size + op.mem.disp
-        why, values = None, list(values)
-        # label references: "lab", "lab+0x4", "lab-0x8" must decode to the label's address (+n)
-        for m in re.finditer(r"(?<![\w.%])([A-Za-z_.][\w.$]*)(?:\s*([-+])\s*(0x[0-9a-f]+))?", text, re.I):
-            if m.group(1) not in labels:
-                continue
-            n = int(m.group(3), 16) * (-1 if m.group(2) == "-" else 1) if m.group(3) else 0
-            if n in values:
-                values.remove(n)
-            want_v = labels[m.group(1)] + n
-            if not (any(_same(want_v, got, size) for got, size in found)
-                    or (rip is not None and (rip - want_v) % (1 << 64) == 0)):
-                why = f"label {m.group(1)} = {want_v:#x} lost or out of range"
-        for v in values:
-            if not any(_same(v, got, size) for got, size in found) and not _implicit_one(v, insn):
-                why = f"value {v:#x} lost or out of range"
-        want = _regs_in_text(text, syntax)
-        if not _STRING_OPS.match(insn.mnemonic) and not why:
-            # capstone lists x87's implicit st(0) ("fld %st(1)"); "ds" is the default segment
-            extra, missing = regs - want - {"st(0)"}, want - regs - {"ds", "st(0)"}
-            if extra or missing:
-                why = f"registers {sorted(extra | missing)} differ"
-        why = why or _prefix_problem(insn, text, want, arch)
-        if arch == "x86_64" and insn.opcode[0] in (0xA0, 0xA1, 0xA2, 0xA3) and "movabs" not in stmt.lower():
-            why = "64-bit moffs form instead of GNU as's ModRM form"
+        refs = [m for m in _LABEL_REF.finditer(text) if m.group(1) in labels]
+        key = None if refs else (arch, syntax, stmt, text, tuple(values), d.bytes)
+        if key is not None and key in _CHECKED:
+            why = _CHECKED[key]
+        else:
+            cs = cs or _capstone(arch, syntax, skipdata=False)
+            why = _check_one(next(cs.disasm(d.bytes, d.address, 1)), stmt, values, text, refs, labels,
+                             arch, syntax)
+            if key is not None:
+                _CHECKED[key] = why
+                while len(_CHECKED) > _CHECKED_ENTRIES:
+                    _CHECKED.popitem(last=False)
         if why:
-            raise AsmError(f"line {lineno}: keystone encoded '{_clip(stmt, 60)}' as '{insn.mnemonic} "
-                           f"{insn.op_str}' ({why}); not supported without GNU as")
+            raise AsmError(f"line {lineno}: keystone encoded '{_clip(stmt, 60)}' as '{d.mnemonic} "
+                           f"{d.op_str}' ({why}); not supported without GNU as")
     return decoded
+
+
+_LABEL_REF = re.compile(r"(?<![\w.%])([A-Za-z_.][\w.$]*)(?:\s*([-+])\s*(0x[0-9a-f]+))?", re.I)
+
+
+def _check_one(insn, stmt, values, text, refs, labels, arch, syntax):
+    """Why the decoded ``insn`` is not what ``stmt`` asked for, or None."""
+    found, regs, rip = [], set(), None
+    for op in insn.operands:
+        if op.type == capstone.x86.X86_OP_IMM:
+            found.append((op.imm, op.size or 8))
+        elif op.type == capstone.x86.X86_OP_REG:
+            regs.add(insn.reg_name(op.reg))
+        elif op.type == capstone.x86.X86_OP_MEM:
+            found.append((op.mem.disp, 8 if arch == "x86_64" else 4))
+            found.append((op.mem.scale, 8))
+            regs |= {insn.reg_name(r) for r in (op.mem.base, op.mem.index, op.mem.segment) if r}
+            if op.mem.base == capstone.x86.X86_REG_RIP:
+                rip = insn.address + insn.size + op.mem.disp
+    why, values = None, list(values)
+    # label references: "lab", "lab+0x4", "lab-0x8" must decode to the label's address (+n)
+    for m in refs:
+        n = int(m.group(3), 16) * (-1 if m.group(2) == "-" else 1) if m.group(3) else 0
+        if n in values:
+            values.remove(n)
+        want_v = labels[m.group(1)] + n
+        if not (any(_same(want_v, got, size) for got, size in found)
+                or (rip is not None and (rip - want_v) % (1 << 64) == 0)):
+            why = f"label {m.group(1)} = {want_v:#x} lost or out of range"
+    for v in values:
+        if not any(_same(v, got, size) for got, size in found) and not _implicit_one(v, insn):
+            why = f"value {v:#x} lost or out of range"
+    want = _regs_in_text(text, syntax)
+    if not _STRING_OPS.match(insn.mnemonic) and not why:
+        # capstone lists x87's implicit st(0) ("fld %st(1)"); "ds" is the default segment
+        extra, missing = regs - want - {"st(0)"}, want - regs - {"ds", "st(0)"}
+        if extra or missing:
+            why = f"registers {sorted(extra | missing)} differ"
+    why = why or _prefix_problem(insn, text, want, arch)
+    if arch == "x86_64" and insn.opcode[0] in (0xA0, 0xA1, 0xA2, 0xA3) and "movabs" not in stmt.lower():
+        why = "64-bit moffs form instead of GNU as's ModRM form"
+    return why
 
 
 _R16 = {"ax", "bx", "cx", "dx", "si", "di", "sp", "bp"} | {f"r{i}w" for i in range(8, 16)}
@@ -1242,27 +1412,69 @@ def _implicit_one(v: int, insn) -> bool:
 # ----------------------------------------------------------------------------
 # Public entry point
 # ----------------------------------------------------------------------------
+_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+CACHE_ENTRIES = 512
+
+
+def cache_clear() -> None:
+    """Forget every cached assembly (tests that swap a backend's internals call this)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
 def assemble(source: str, arch: str = "x86_64", syntax: str = "att", address: int = 0,
              backend: str = "auto") -> Assembly:
     """Assemble ``source`` to bytes as GNU as would, placed at ``address``.
 
-    backend: "auto" (GNU as when installed, else keystone), "gnu-as", "keystone".
+    backend: "auto" (keystone in this process for statements of the safe grammar, checked instruction by
+    instruction against capstone's decode; GNU as for everything else, or when that check refuses),
+    "gnu-as", "keystone" (keystone in an isolated worker process).
+    Results are cached by (source, arch, syntax, address, backend), so assembling a program again (a Run
+    click on unchanged source) costs a dictionary look-up.
     Raises AsmError with a one-line "line N: ..." message on bad input.
     """
     _check_mode(arch, syntax, address)
     if backend not in BACKENDS:
         raise AsmError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
+    if not isinstance(source, str):
+        raise AsmError(f"source must be a str, not {type(source).__name__}")
+    key = (source, arch, syntax, address, backend, gnu_as())
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+    if hit is None:
+        hit = _assemble(source, arch, syntax, address, backend)
+        with _CACHE_LOCK:
+            _CACHE[key] = hit
+            while len(_CACHE) > CACHE_ENTRIES:
+                _CACHE.popitem(last=False)
+    code, listing, used = hit
+    return Assembly(code, list(listing), arch, syntax, address, used)
+
+
+def _assemble(source: str, arch: str, syntax: str, address: int, backend: str) -> tuple:
     source = _validate_source(source)
+    listing = None
     if backend == "auto":
-        backend = "gnu-as" if gnu_as() else "keystone"
-    if backend == "gnu-as":
+        try:
+            code, listing = _keystone_build(source, arch, syntax, address, _ks_asm_here)
+            backend = "keystone"
+        except AsmError:
+            if gnu_as() is None:
+                raise
+            code, backend = _gnu_assemble(source, arch, syntax, address), "gnu-as"
+    elif backend == "gnu-as":
         code = _gnu_assemble(source, arch, syntax, address)
     else:
-        code = _keystone_assemble(source, arch, syntax, address)
+        code, listing = _keystone_build(source, arch, syntax, address, _ks_asm)
     if address + len(code) > (1 << (64 if arch == "x86_64" else 32)):
         raise AsmError(f"line 1: code at {address:#x} runs past the end of the {arch} address space")
-    return Assembly(code, _listing(code, arch, syntax, address), arch, syntax, address, backend)
+    if listing is None:
+        listing = _listing(code, arch, syntax, address)
+    return code, tuple(listing), backend
 
 
-__all__ = ["assemble", "disassemble", "format_listing", "AsmError", "Assembly", "Insn", "Line",
+__all__ = ["assemble", "disassemble", "disassemble_text", "format_listing", "check_gas_source", "cache_clear", "AsmError", "Assembly", "Insn", "Line",
            "gnu_as", "gnu_as_version", "ARCHES", "SYNTAXES", "BACKENDS"]
