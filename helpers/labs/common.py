@@ -239,7 +239,7 @@ def parse_answer(kind: str, raw, *, width: int | None = None, choices: Iterable 
     if kind not in KINDS:
         raise ValueError(f"unknown answer kind {kind!r} (one of {', '.join(KINDS)})")
     if width is not None and (isinstance(width, bool) or not isinstance(width, int) or not 0 < width <= MAX_WIDTH):
-        raise ValueError(f"width must be a whole number from 1 to {MAX_WIDTH}, not {str(width)[:40]}")
+        raise ValueError(f"width must be a whole number from 1 to {MAX_WIDTH}, not {repr(width)[:40]}")
     if _no_answer(raw):
         raise NoAnswer("no answer yet: replace the placeholder with your answer")
     if kind == "int":
