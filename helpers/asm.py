@@ -1320,8 +1320,11 @@ def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address:
             why = _CHECKED[key]
         else:
             cs = cs or _capstone(arch, syntax, skipdata=False)
-            why = _check_one(next(cs.disasm(d.bytes, d.address, 1)), stmt, values, text, refs, labels,
-                             arch, syntax)
+            insn = next(cs.disasm(d.bytes, d.address, 1), None)
+            if insn is None:             # capstone decodes nothing that would run past 2**64 (or 2**32)
+                raise AsmError(f"line {lineno}: code at {address:#x} runs past the end of the {arch} "
+                               "address space")
+            why = _check_one(insn, stmt, values, text, refs, labels, arch, syntax)
             if key is not None:
                 _CHECKED[key] = why
                 while len(_CHECKED) > _CHECKED_ENTRIES:

@@ -611,3 +611,11 @@ def test_fresh_held_out_corpus_is_byte_exact():
         assert a.code.hex() == c["hex"], f"seed {seed}: {c}"
         fast += a.backend == "keystone"
     assert fast >= len(cases) // 2, f"the in-process path took only {fast}/{len(cases)} (seed {seed})"
+
+
+@pytest.mark.parametrize("backend", ["auto", "keystone"])
+def test_code_at_the_top_of_the_address_space_is_one_line(backend):
+    # found by `make fuzz`: capstone decodes nothing at 2**64 - 2, and StopIteration escaped
+    asm.cache_clear()
+    with pytest.raises(AsmError, match=r"^line \d+: .*address space"):
+        assemble("syscall\nsyscall", "x86_64", "intel", 2**64 - 2, backend=backend)
