@@ -31,7 +31,7 @@ def _gas_objcopy(source: str, arch: str, syntax: str) -> bytes:
 def _reset_memos():
     from helpers import asm
     asm.cache_clear()
-    for memo in (asm._ADDED, asm._CHECKED, asm._PIECES):
+    for memo in (asm._ADDED, asm._CHECKED, asm._PIECES, asm._FRONT):
         memo.clear()
 
 
@@ -46,14 +46,19 @@ def bench_assembler(quick: bool = False) -> list[Row]:
     same = sum(assemble(c["source"], c["arch"], c["syntax"], c["address"]).code.hex() == c["hex"] for c in cases)
     backends = [assemble(c["source"], c["arch"], c["syntax"], c["address"]).backend for c in cases]
 
-    def fresh(i):               # an edited program: new source, statements met before
+    def fresh(i):               # an edited program: one new statement (a number changed), the rest met before
         c = cases[i % len(cases)]
-        assemble(c["source"] + f"\n# edit {i}", c["arch"], c["syntax"], c["address"])
+        edit = f"mov ${i + 7}, %ecx" if c["syntax"] == "att" else f"mov ecx, {i + 7}"
+        assemble(edit + "\n" + c["source"], c["arch"], c["syntax"], c["address"])
 
     def cold(i):                # nothing met before (every memo and cache empty)
         _reset_memos()
         c = cases[i % len(cases)]
         assemble(c["source"], c["arch"], c["syntax"], c["address"])
+
+    def comment(i):             # an edit of a comment only: the same statements
+        c = cases[i % len(cases)]
+        assemble(c["source"] + f"\n# note {i}", c["arch"], c["syntax"], c["address"])
 
     def again(i):
         c = cases[i % len(cases)]
@@ -61,14 +66,16 @@ def bench_assembler(quick: bool = False) -> list[Row]:
 
     n = len(cases)
     t_fresh, t_cold, t_again = times(fresh, n), times(cold, n), times(again, n * 5)
+    t_comment = times(comment, n)
     _reset_memos()
     b = median(base) * 1e3
     ident = f"byte-identical to GNU as on {same}/{len(cases)} held-out programs, {backends.count('keystone')} " \
             "in-process"
     return [
-        Row("assemble: an edited program (auto)", median(t_fresh) * 1e3, "ms", "as + objcopy per call", b,
+        Row("assemble: an edited program (one statement new)", median(t_fresh) * 1e3, "ms", "as + objcopy per call", b,
             goal="≥ 50× faster, byte-identical", met=median(t_fresh) * 50 <= median(base) and same == len(cases),
             note=ident),
+        Row("assemble: a comment edited", median(t_comment) * 1e3, "ms", "as + objcopy per call", b),
         Row("assemble: a program never seen (all memos empty)", median(t_cold) * 1e3, "ms", "as + objcopy per call", b),
         Row("assemble: the same program again (cache)", median(t_again) * 1e3, "ms", "as + objcopy per call", b),
     ]

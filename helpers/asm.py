@@ -767,6 +767,7 @@ def _number(tok: str, syntax: str):
 
 _ADDED: "OrderedDict[tuple, tuple]" = OrderedDict()   # _KsProgram._add's results, per statement
 _ADDED_ENTRIES = 4096
+_FRONT: "OrderedDict[tuple, tuple]" = OrderedDict()   # _KsProgram._front's results, per raw statement
 
 
 class _KsProgram:
@@ -775,23 +776,14 @@ class _KsProgram:
     def __init__(self, source: str, arch: str, syntax: str):
         self.arch, self.syntax = arch, syntax
         stmts = []                       # [lineno, labels, instruction text]
-        for lineno, stmt in _statements(source):
-            labels = []
-            while True:
-                m = _LABEL_DEF.match(stmt)
-                if not m:
-                    break
-                labels.append(m.group(1))
-                stmt = stmt[m.end():].strip()
-            if self._no_op_directive(stmt):
-                stmt = ""
-            bad = re.search(r"[^\w%$,()\[\]:+\-*.\s]", stmt)
-            if bad:                      # K13: e.g. "<" makes keystone loop forever
-                raise AsmError(f"line {lineno}: character {bad.group()!r} is not supported without GNU as")
-            if stmt.startswith("."):
-                word = stmt.split()[0] if stmt.split() else stmt
-                raise AsmError(f"line {lineno}: directive '{word}' is not supported without GNU as")
-            stmts.append([lineno, labels, stmt])
+        for lineno, raw in _statements(source):
+            hit = _FRONT.get((arch, syntax, raw))
+            if hit is None:
+                hit = self._front(lineno, raw)
+                _FRONT[arch, syntax, raw] = hit
+                while len(_FRONT) > _ADDED_ENTRIES:
+                    _FRONT.popitem(last=False)
+            stmts.append([lineno, list(hit[0]), hit[1]])
         # a bare prefix statement ("rep; movsb") belongs to the next instruction
         merged = []
         for st in stmts:
@@ -814,6 +806,25 @@ class _KsProgram:
                 self.label_index[lab] = len(self.insns)
             if stmt:
                 self._add(lineno, stmt)
+
+    def _front(self, lineno, stmt: str) -> tuple:
+        """(labels, instruction text) of one statement; memoized by the caller (it depends on nothing else)."""
+        labels = []
+        while True:
+            m = _LABEL_DEF.match(stmt)
+            if not m:
+                break
+            labels.append(m.group(1))
+            stmt = stmt[m.end():].strip()
+        if self._no_op_directive(stmt):
+            stmt = ""
+        bad = re.search(r"[^\w%$,()\[\]:+\-*.\s]", stmt)
+        if bad:                          # K13: e.g. "<" makes keystone loop forever
+            raise AsmError(f"line {lineno}: character {bad.group()!r} is not supported without GNU as")
+        if stmt.startswith("."):
+            word = stmt.split()[0] if stmt.split() else stmt
+            raise AsmError(f"line {lineno}: directive '{word}' is not supported without GNU as")
+        return tuple(labels), stmt
 
     def _no_op_directive(self, stmt: str) -> bool:
         """Directives that change no byte here (so keystone need not see them)."""
@@ -1177,23 +1188,95 @@ _PIECES_ENTRIES = 4096
 _BRANCHY = re.compile(r"^(?:[a-z0-9]+\s+)*?(?:j[a-z]+|call[a-z]*|loop[a-z]*|xbegin|lcall|ljmp)\b", re.I)
 
 
+_LABEL_BRANCH = re.compile(r"(jmp|call|j[a-z]{1,4})[lqw]?\s+([A-Za-z_.][\w.$]*)", re.I)
+_IDENT = re.compile(r"(?<![\w.$%])[A-Za-z_.][\w.$]*")
+
+
+def _piece(line: str, arch: str, syntax: str):
+    key = (arch, syntax, line)
+    b = _PIECES.get(key)
+    if b is None:
+        b, err, missing = _ks_asm_here(line, arch, syntax, 0)
+        if err is not None or missing or not b:
+            return None
+        _PIECES[key] = b
+        while len(_PIECES) > _PIECES_ENTRIES:
+            _PIECES.popitem(last=False)
+    return b
+
+
 def _ks_program_here(prog, arch: str, syntax: str, address: int):
+    """keystone's bytes for the program, from memoized statements where it can: statements that name no label
+    are position-independent pieces, and direct jumps and calls to labels are laid out here the way GNU as
+    relaxes them (Intel SDM Vol. 2A JMP/Jcc/CALL: EB rel8 or E9 rel32, 70+cc rel8 or 0F 80+cc rel32, E8
+    rel32 -- short wherever the final displacement fits, found by growing until nothing changes). Anything
+    else is one whole-program keystone call. The cross-check then judges the result either way."""
     whole = "\n".join(prog.lines)
-    if prog.label_index or any(_BRANCHY.match(line) for line in prog.lines):
-        return _ks_asm_here(whole, arch, syntax, address)
-    parts = []
+    labels = set(prog.label_index)
+    items = []                           # ("label", name) | ("bytes", b) | ("br", kind, target)
     for line in prog.lines:
-        key = (arch, syntax, line)
-        b = _PIECES.get(key)
-        if b is None:
-            b, err, missing = _ks_asm_here(line, arch, syntax, 0)
-            if err is not None or missing or not b:     # the whole-program call reports it properly
+        if line.endswith(":") and line[:-1] in labels:
+            items.append(("label", line[:-1]))
+            continue
+        m = _LABEL_BRANCH.fullmatch(line)
+        if m and m.group(2) in labels:
+            mn = m.group(1).lower()
+            kind = "jmp" if mn == "jmp" else "call" if mn == "call" else mn[1:] if mn[1:] in _CC else None
+            if kind is None:
                 return _ks_asm_here(whole, arch, syntax, address)
-            _PIECES[key] = b
-            while len(_PIECES) > _PIECES_ENTRIES:
-                _PIECES.popitem(last=False)
-        parts.append(b)
-    return b"".join(parts), None, []
+            items.append(("br", kind, m.group(2)))
+            continue
+        if _BRANCHY.match(line) or any(w in labels for w in _IDENT.findall(line)):
+            return _ks_asm_here(whole, arch, syntax, address)
+        b = _piece(line, arch, syntax)
+        if b is None:                    # the whole-program call reports it properly
+            return _ks_asm_here(whole, arch, syntax, address)
+        items.append(("bytes", b))
+    long = set()                         # indexes of branches that need the rel32 form
+    while True:
+        pos, where, sizes = address, {}, []
+        for i, it in enumerate(items):
+            if it[0] == "label":
+                where[it[1]] = pos
+                n = 0
+            elif it[0] == "bytes":
+                n = len(it[1])
+            else:
+                n = 5 if it[1] in ("jmp", "call") and (i in long or it[1] == "call") else \
+                    2 if i not in long else 6
+            sizes.append(n)
+            pos += n
+        grew = False
+        pos = address
+        for i, (it, n) in enumerate(zip(items, sizes)):
+            if it[0] == "br" and it[1] != "call" and i not in long:
+                if not -128 <= where[it[2]] - (pos + n) <= 127:
+                    long.add(i)
+                    grew = True
+            pos += n
+        if not grew:
+            break
+    out, pos = bytearray(), address
+    for i, (it, n) in enumerate(zip(items, sizes)):
+        if it[0] == "bytes":
+            out += it[1]
+        elif it[0] == "br":
+            rel = where[it[2]] - (pos + n)
+            if arch == "x86_32":
+                rel = (rel + (1 << 31)) % (1 << 32) - (1 << 31)
+            if not -(1 << 31) <= rel < (1 << 31):
+                return _ks_asm_here(whole, arch, syntax, address)
+            if it[1] == "call":
+                out += b"\xe8" + (rel & 0xFFFFFFFF).to_bytes(4, "little")
+            elif it[1] == "jmp":
+                out += (b"\xe9" + (rel & 0xFFFFFFFF).to_bytes(4, "little")) if i in long else \
+                    bytes([0xEB, rel & 0xFF])
+            else:
+                cc = _CC[it[1]]
+                out += (bytes([0x0F, 0x80 + cc]) + (rel & 0xFFFFFFFF).to_bytes(4, "little")) if i in long else \
+                    bytes([0x70 + cc, rel & 0xFF])
+        pos += n
+    return bytes(out), None, []
 
 
 def _keystone_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
@@ -1316,8 +1399,11 @@ def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address:
             continue
         refs = [m for m in _LABEL_REF.finditer(text) if m.group(1) in labels]
         key = None if refs else (arch, syntax, stmt, text, tuple(values), d.bytes)
+        br = _LABEL_BRANCH.fullmatch(text) if len(refs) == 1 else None
         if key is not None and key in _CHECKED:
             why = _CHECKED[key]
+        elif br and br.group(2) == refs[0].group(1) and _branch_lands(d, br, labels[br.group(2)], arch):
+            why = None                   # a direct jump/call to a label: its decoded target is the label
         else:
             cs = cs or _capstone(arch, syntax, skipdata=False)
             insn = next(cs.disasm(d.bytes, d.address, 1), None)
@@ -1333,6 +1419,19 @@ def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address:
             raise AsmError(f"line {lineno}: keystone encoded '{_clip(stmt, 60)}' as '{d.mnemonic} "
                            f"{d.op_str}' ({why}); not supported without GNU as")
     return decoded
+
+
+def _branch_lands(d, br, target: int, arch: str) -> bool:
+    """Does the decoded direct branch ``d`` (detail-free: mnemonic and op_str) go where ``br`` asked?"""
+    mn, want = d.mnemonic.lower(), br.group(1).lower()
+    if not (mn.rstrip("lqw") == want or (want[0] == "j" and mn.startswith("j") and want not in ("jmp",)
+                                          and mn[1:] in _CC and want[1:] in _CC and _CC[mn[1:]] == _CC[want[1:]])):
+        return False
+    try:
+        got = int(d.op_str.strip(), 16)
+    except ValueError:
+        return False
+    return got == target % (1 << (64 if arch == "x86_64" else 32))
 
 
 _LABEL_REF = re.compile(r"(?<![\w.%])([A-Za-z_.][\w.$]*)(?:\s*([-+])\s*(0x[0-9a-f]+))?", re.I)
