@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := chapters labs
 
-.PHONY: setup lab teach test test-toolless book student execute fuzz-gostack
+.PHONY: setup lab teach test test-toolless book student execute fuzz-gostack bench fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -207,6 +207,7 @@ def worker(entry: str, count: int, seed: int, canary_path: str, canary: str) -> 
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
 
+    from helpers.toolchain import ToolMissing
     calls = _calls(canary_path)
     strategy, call = calls[entry]
     budget = ENTRIES[entry][1]
@@ -243,7 +244,7 @@ def worker(entry: str, count: int, seed: int, canary_path: str, canary: str) -> 
         try:
             out = str(call(x))
             counts["results"] += 1
-        except ValueError as e:
+        except (ValueError, ToolMissing) as e:   # ToolMissing: one line naming the tool (a toolless machine)
             counts["errors"] += 1
             msg = str(e)
             out = msg
