@@ -177,20 +177,7 @@ puthex:                                        /* %rax as 16 hex digits, then a 
     push %rbx
     mov %rax, %rbx
     mov $16, %ecx
-1:  rol $4, %rbx
-    mov %ebx, %eax
-    and $0xf, %eax
-    cmp $10, %eax
-    jb 2f
-    add $('a' - '0' - 10), %eax
-2:  add $'0', %eax
-    call putc
-    loop 1b
-    mov $' ', %al
-    call putc
-    pop %rbx
-    pop %rcx
-    ret
+    jmp puthex_digits
 
 puthex8:                                       /* %al as 2 hex digits, then a space */
     push %rcx
@@ -198,6 +185,7 @@ puthex8:                                       /* %al as 2 hex digits, then a sp
     mov %al, %bl
     shl $56, %rbx
     mov $2, %ecx
+puthex_digits:                                 /* the top %ecx nibbles of %rbx; puthex's and puthex8's tail */
 1:  rol $4, %rbx
     mov %ebx, %eax
     and $0xf, %eax
