@@ -170,14 +170,20 @@ def _insn(cs: capstone.Cs, i) -> Insn:
     return Insn(i.address, bytes(i.bytes), i.mnemonic, i.op_str, read, written)
 
 
-def disassemble(code, arch: str = "x86_64", syntax: str = "att", address: int = 0) -> list:
-    """Decode ``code`` into a list of Insn (undecodable bytes appear as ``.byte``)."""
+def _code_to_decode(code, arch: str, syntax: str, address: int) -> bytes:
+    """The checks both decoders make: a known mode, bytes, and code that fits the address space."""
     _check_mode(arch, syntax, address)
     if not isinstance(code, (bytes, bytearray, memoryview)):
         raise AsmError(f"code must be bytes, not {type(code).__name__}")
     code = bytes(code)
     if address + len(code) > (1 << (64 if arch == "x86_64" else 32)):
         raise AsmError(f"code at {address:#x} runs past the end of the {arch} address space")
+    return code
+
+
+def disassemble(code, arch: str = "x86_64", syntax: str = "att", address: int = 0) -> list:
+    """Decode ``code`` into a list of Insn (undecodable bytes appear as ``.byte``)."""
+    code = _code_to_decode(code, arch, syntax, address)
     cs = _capstone(arch, syntax)
     try:
         return [_insn(cs, i) for i in cs.disasm(code, address)]
@@ -197,12 +203,7 @@ def _capstone_lite(arch: str, syntax: str, skipdata: bool = True) -> capstone.Cs
 def disassemble_text(code, arch: str = "x86_64", syntax: str = "att", address: int = 0) -> list:
     """Like :func:`disassemble`, for callers that need only addresses, bytes and text: a list of
     :class:`Line` from capstone's detail-free decoder (several times faster; same text)."""
-    _check_mode(arch, syntax, address)
-    if not isinstance(code, (bytes, bytearray, memoryview)):
-        raise AsmError(f"code must be bytes, not {type(code).__name__}")
-    code = bytes(code)
-    if address + len(code) > (1 << (64 if arch == "x86_64" else 32)):
-        raise AsmError(f"code at {address:#x} runs past the end of the {arch} address space")
+    code = _code_to_decode(code, arch, syntax, address)
     out, mv = [], memoryview(code)
     for a, size, mnem, ops in _capstone_lite(arch, syntax).disasm_lite(code, address):
         off = a - address
