@@ -10,6 +10,7 @@ state into the committed notebooks. Screenshots go to ``test-artifacts/`` (git-i
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -70,6 +71,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serving(argv, probe_url: str, what: str, timeout: float, **popen):
+    """Run a local server (``argv``) until the block ends; wait first until ``probe_url`` answers."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **popen)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(probe_url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{what} did not start") from None
+                time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="session")
 def lab_server(tmp_path_factory):
     """JupyterLab on 127.0.0.1, a random port and a token, serving a copy of the book as `make lab` does (the
@@ -78,32 +102,16 @@ def lab_server(tmp_path_factory):
     copy = base / "main"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "test-artifacts", "build", "__pycache__"))
     port, token = _free_port(), secrets.token_hex(16)
+    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
            "JUPYTER_CONFIG_PATH": str(copy / ".jupyter" / "reader")}  # what `make lab` gives a reader
     argv = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={copy}", "--LabApp.expose_app_in_browser=True",
             "--LabApp.news_url=", "--ServerApp.port_retries=0", "--allow-root"]
-    log = open(base / "server.log", "w")
-    proc = subprocess.Popen(argv, cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start: see {base / 'server.log'}")
-                time.sleep(0.5)
+    with open(base / "server.log", "w") as log, serving(argv, f"{url}/api/status?token={token}",
+                                                      f"JupyterLab (see {base / 'server.log'})", timeout=60,
+                                                      cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT):
         yield {"url": url, "token": token, "root": copy}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 from urllib.parse import urlparse
 
 import nbformat
@@ -18,7 +16,7 @@ import pytest
 
 from helpers import book
 
-from conftest import ROOT, _free_port
+from conftest import ROOT, _free_port, serving
 
 
 @pytest.fixture(scope="session")
@@ -26,26 +24,11 @@ def edition_url(tmp_path_factory):
     out = tmp_path_factory.mktemp("edition") / "html"
     book.build(out)
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(out)]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/index.html", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the edition's HTTP server did not start")
-                time.sleep(0.2)
+    with serving(argv, f"{url}/index.html", "the edition's HTTP server", timeout=30,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture
