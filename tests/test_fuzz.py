@@ -1,6 +1,6 @@
 """The short profile of the fuzz campaign (tests/fuzz.py): every entry point, each batch in a process of its own.
 The long one is `make fuzz` (100,000 inputs)."""
-from tests import fuzz
+import fuzz  # tests/ is on sys.path under pytest (rootdir-relative import, like conftest)
 
 
 def test_short_fuzz_campaign_finds_no_escape_hang_crash_or_leak():
