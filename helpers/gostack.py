@@ -60,6 +60,7 @@ from helpers import toolchain
 from helpers.emu import Machine, TraceSpec
 from helpers import goelf
 from helpers.goelf import GoBinary, GoBinaryError, runtime_constants
+from helpers.preempt import GETG_S
 
 # ------------------------------------------------------------------------------------------- layout
 
@@ -760,14 +761,7 @@ func main() {
 }
 '''
 
-_SHRINK_S = '''#include "textflag.h"
-
-// func getg() uintptr
-TEXT ·getg(SB), NOSPLIT, $0-8
-	MOVQ (TLS), AX
-	MOVQ AX, ret+0(FP)
-	RET
-'''
+_SHRINK_S = GETG_S  # getg() from TLS, the same assembly chapter 2b's native syscall experiment uses
 
 
 def shrink_native(depth: int, park: int, cycles: int = 6, timeout: float = 60) -> list[tuple[int, int]]:
