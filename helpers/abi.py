@@ -47,6 +47,8 @@ import functools
 import re
 from dataclasses import dataclass, field
 
+from .files import existing_file
+
 # --------------------------------------------------------------------------------------------------
 # The conventions (data)
 # --------------------------------------------------------------------------------------------------
@@ -365,7 +367,7 @@ def fentry_sites(conv, compiler: str) -> dict[str, FentrySite]:
     from helpers.asm import disassemble
     c = convention(conv)
     path = ftrace_build(c, compiler).path
-    with open(path, "rb") as f:
+    with open(existing_file(path), "rb") as f:
         elf = ELFFile(f)
         names = [s.name for s in elf.iter_sections()]
         tidx = names.index(".text")
@@ -553,7 +555,7 @@ def load_object(path, base: int = CODE_BASE, stubs=()) -> LoadedText:
     from elftools.elf.elffile import ELFFile
     from elftools.elf.relocation import RelocationSection
     import struct
-    with open(path, "rb") as f:
+    with open(existing_file(path), "rb") as f:
         elf = ELFFile(f)
         arch = "x86_32" if elf.elfclass == 32 else "x86_64"
         text = elf.get_section_by_name(".text")

@@ -37,6 +37,8 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from .files import existing_file
+
 
 class ElfError(ValueError):
     """The file is missing or is not a readable ELF. The message is one line."""
@@ -128,9 +130,7 @@ class ElfInfo:
 
 
 def _open(path) -> tuple[Path, "object"]:
-    p = Path(path)
-    if not p.is_file():
-        raise ElfError(f"no such file: {p}")
+    p = existing_file(path, error=ElfError)
     f = p.open("rb")
     if f.read(4) != b"\x7fELF":
         f.close()

@@ -37,6 +37,7 @@ from elftools.elf.elffile import ELFFile
 
 from helpers import elf as _elf
 from helpers import toolchain
+from helpers.files import existing_file
 
 GO120_MAGIC = 0xFFFFFFF1  # internal/abi/symtab.go: Go120PCLnTabMagic
 PCDATA_STACK_MAP_INDEX = 1      # internal/abi/symtab.go
@@ -299,7 +300,7 @@ def _dwarf_structs_of(path: str, _size: int, _mtime: int, wanted: tuple = WANTED
     the ``runtime`` ones first, from the last (where the linker's type units usually sit), then all others.
     Only a type that is in no unit at all is an error.
     """
-    with open(path, "rb") as fh:
+    with open(existing_file(path), "rb") as fh:
         e = ELFFile(fh)
         if not e.has_dwarf_info():
             raise GoBinaryError(f"{Path(path).name}: no DWARF (built with -w?); the model reads struct offsets from it")

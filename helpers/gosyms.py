@@ -30,6 +30,7 @@ from pathlib import Path
 
 from helpers import toolchain
 from helpers.elf import load_segments, read_elf
+from helpers.files import existing_file
 
 # --------------------------------------------------------------------------------------------------
 # The pinned Go source tree
@@ -302,7 +303,7 @@ def module_view(path, name: str) -> ModuleView:
     undefined = tuple(sorted(s.name for s in info.symbols if s.section == "UND"))
     exports = tuple(sorted(s.name[len("___ksymtab+"):] for s in info.sections if s.name.startswith("___ksymtab+")))
     init = None
-    with open(path, "rb") as f:
+    with open(existing_file(path), "rb") as f:
         elf = ELFFile(f)
         idx = {s.name: i for i, s in enumerate(elf.iter_sections())}
         symtab = elf.get_section_by_name(".symtab")
@@ -373,7 +374,7 @@ def go_artifacts() -> dict:
 
 def ar_members(path) -> list[tuple[str, bytes]]:
     """Members of a System V / GNU ``ar`` archive (what ``-buildmode=c-archive`` writes)."""
-    data = Path(path).read_bytes()
+    data = existing_file(path).read_bytes()
     if not data.startswith(b"!<arch>\n"):
         raise ValueError(f"{Path(path).name} is not an ar archive")
     pos, names, out = 8, b"", []
@@ -395,7 +396,9 @@ def ar_members(path) -> list[tuple[str, bytes]]:
 
 def symbols_of(path) -> list:
     """helpers.elf Symbols of an ELF file, or of every ELF member of an ar archive."""
-    if Path(path).read_bytes()[:8] != b"!<arch>\n":
+    with open(existing_file(path), "rb") as f:
+        magic = f.read(8)
+    if magic != b"!<arch>\n":
         return read_elf(path).symbols
     syms = []
     with tempfile.TemporaryDirectory() as d:
@@ -482,7 +485,7 @@ def calls_from(path, func: str) -> list[CallSite]:
     from elftools.elf.elffile import ELFFile
     from helpers.asm import disassemble
     addr, code = function_code(path, func)
-    with open(path, "rb") as f:
+    with open(existing_file(path), "rb") as f:
         secs = [(s.name, s["sh_addr"], s["sh_size"]) for s in ELFFile(f).iter_sections() if s["sh_addr"]]
     funcs = read_elf(path).functions()
     out = []
@@ -505,7 +508,7 @@ def call_relocations(path) -> list[tuple[str, str]]:
     from elftools.elf.relocation import RelocationSection
     from elftools.elf.descriptions import describe_reloc_type
     out = []
-    with open(path, "rb") as f:
+    with open(existing_file(path), "rb") as f:
         elf = ELFFile(f)
         idx = next(i for i, sec in enumerate(elf.iter_sections()) if sec.name == ".text")
         symtab = elf.get_section_by_name(".symtab")

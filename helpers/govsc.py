@@ -35,6 +35,7 @@ from elftools.elf.elffile import ELFFile
 
 from helpers import toolchain
 from helpers.elf import read_elf
+from helpers.files import existing_file
 
 # A cold zig cache builds musl (and compiler-rt) from source for the first static musl executable: minutes on a
 # small CI machine. Later builds take a second. Go builds of the standard library behave the same way.
@@ -607,7 +608,7 @@ def musl_default_stack(gnu_stack_memsz: int | None, rule: dict) -> int:
 
 def gnu_stack_size(path) -> int | None:
     """``p_memsz`` of the ``PT_GNU_STACK`` program header (pyelftools), or None if there is none."""
-    with open(path, "rb") as fh:
+    with open(existing_file(path), "rb") as fh:
         for seg in ELFFile(fh).iter_segments():
             if seg["p_type"] == "PT_GNU_STACK":
                 return seg["p_memsz"]
@@ -618,7 +619,8 @@ def readelf_gnu_stack(path) -> str | None:
     """The ``GNU_STACK`` line of ``readelf -lW``, or None where binutils' readelf is not installed."""
     if not toolchain.have("readelf"):
         return None
-    out = toolchain.run([*toolchain.require("readelf").argv, "-lW", str(path)], timeout=30, check=True).stdout
+    out = toolchain.run([*toolchain.require("readelf").argv, "-lW", str(existing_file(path))], timeout=30,
+                        check=True).stdout
     return next((" ".join(l.split()) for l in out.splitlines() if l.split()[:1] == ["GNU_STACK"]), None)
 
 
@@ -684,7 +686,7 @@ def runtime_syscalls(path) -> dict[str, list[str]]:
     text = info.section(".text")
     if text is None:
         raise ValueError(f"{Path(path).name} has no .text section")
-    with open(path, "rb") as f:
+    with open(existing_file(path), "rb") as f:
         elf = ELFFile(f)
         sec = elf.get_section_by_name(".text")
         base, data = sec["sh_addr"], sec.data()

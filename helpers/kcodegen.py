@@ -56,6 +56,7 @@ from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
 from helpers import toolchain
+from helpers.files import existing_file
 
 RECORDING = Path(__file__).with_name("recorded") / "kcodegen_kernel.json"
 REAL_MODULE = "kernel/fs/fat/fat.ko"  # a module Debian's kbuild compiled: vfat's core, many functions
@@ -427,7 +428,7 @@ def _reloc_targets(elf: ELFFile) -> tuple[dict, dict]:
 
 @lru_cache(maxsize=32)
 def _measure_cached(path: str, digest: str, only: str) -> Measure:
-    with open(path, "rb") as fh:
+    with open(existing_file(path), "rb") as fh:
         try:
             elf = ELFFile(fh)
         except ELFError as e:
@@ -513,11 +514,9 @@ def measure(path, only: str = "") -> Measure:
 
     ``only`` keeps the functions whose names start with it (e.g. ``"main."`` for a Go program's own code).
     """
-    p = Path(path)
+    p = existing_file(path, error=KcodegenError)
     if not isinstance(only, str):
         raise KcodegenError("only must be a function-name prefix (a string)")
-    if not p.is_file():
-        raise KcodegenError(f"{p}: no such file")
     digest = hashlib.sha256(p.read_bytes()).hexdigest()
     return _measure_cached(str(p), digest, only)
 
@@ -1023,7 +1022,7 @@ def listing(path, name: str, match: str | None = None, limit: int = 12) -> list[
 
 def _object_targets(path: str, name: str) -> dict:
     """{offset: symbol} of the relocations in the section holding ``name`` (objects only; {} otherwise)."""
-    with open(path, "rb") as fh:
+    with open(existing_file(path), "rb") as fh:
         elf = ELFFile(fh)
         if elf["e_type"] != "ET_REL":
             return {}
@@ -1047,7 +1046,7 @@ def _function_names(path: str) -> dict:
 def function_rows(path, names) -> list[dict]:
     """Per-function counts (instructions, SIMD, X15, %fs) for the named functions of an executable; a name
     matches itself or its ABI0 symbol (``runtime.memmove`` or ``runtime.memmove.abi0``)."""
-    known = {n for n in _function_names(str(path)).values()}
+    known = {n for n in _function_names(str(existing_file(path, error=KcodegenError))).values()}
     cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     cs.syntax = capstone.CS_OPT_SYNTAX_ATT
     out = []

@@ -40,6 +40,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 
+from .files import existing_file
+
 MODULE = "kernel/fs/fat/fat.ko"   # a module Debian's kbuild compiled: the FAT file system
 FUNCTION = "fat_get_cluster"      # one of its functions, with a prologue of pushes and a sub
 ORC_TYPES_H = "arch/x86/include/asm/orc_types.h"
@@ -96,6 +98,7 @@ def orc_registers(text: str | None = None) -> dict[int, str]:
 
 
 def _open(path):
+    path = existing_file(path, error=KunwindError)
     try:
         fh = open(path, "rb")
         return fh, ELFFile(fh)

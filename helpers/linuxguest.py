@@ -47,6 +47,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from helpers import kmodsrc, toolchain, vm
+from helpers.files import existing_file
 
 RECORDING = Path(__file__).with_name("recorded") / "linux_guest.json"
 BUSYBOX = Path("/bin/busybox")
@@ -345,7 +346,7 @@ def int80_program() -> Path:
 # ------------------------------------------------------------------------------------------ ELF reads
 def _elf(path):
     from elftools.elf.elffile import ELFFile
-    return ELFFile(open(path, "rb"))
+    return ELFFile(open(existing_file(path), "rb"))
 
 
 def module_symbols(ko) -> list[tuple]:

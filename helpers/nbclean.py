@@ -8,9 +8,11 @@ show stale widgets to a reader. Widget outputs keep their plain-text fallback, w
 import json
 import sys
 
+from helpers.files import existing_file
+
 
 def clean(path: str) -> bool:
-    with open(path) as f:
+    with open(existing_file(path, "notebook"), encoding="utf-8") as f:
         nb = json.load(f)
     before = json.dumps(nb, sort_keys=True)
     nb.get("metadata", {}).pop("widgets", None)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers import toolchain
+from helpers.files import existing_file
 
 RUN_TIMEOUT = 30.0  # seconds for one run of an experiment binary
 SPIN_MS = 400  # how long the spinner computes; keeps each run near a second on a 2-core CI machine
@@ -396,7 +397,7 @@ def function_code(path, name: str) -> tuple[int, bytes]:
     """(address, bytes) of function ``name`` in an ELF, from its symbol table."""
     from elftools.elf.elffile import ELFFile
 
-    with open(path, "rb") as f:
+    with open(existing_file(path), "rb") as f:
         elf = ELFFile(f)
         sym = next((s for s in elf.get_section_by_name(".symtab").iter_symbols() if s.name == name), None)
         if sym is None:

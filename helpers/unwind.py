@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from helpers.elf import ElfError, ElfInfo, read_elf
+from helpers.files import existing_file
 
 # System V AMD64 psABI §3.6.2, Figure 3.36 "DWARF Register Number Mapping"
 DWARF_REGS = {0: "rax", 1: "rdx", 2: "rcx", 3: "rbx", 4: "rsi", 5: "rdi", 6: "rbp", 7: "rsp",
@@ -124,7 +125,7 @@ class CfiTable:
         if section not in names:
             raise UnwindError(f"{Path(path).name} has no {section} section (no CFI to unwind with)")
         try:
-            with open(path, "rb") as f:
+            with open(existing_file(path), "rb") as f:
                 dwarf = ELFFile(f).get_dwarf_info()
                 entries = dwarf.EH_CFI_entries() if section == ".eh_frame" else dwarf.CFI_entries()
                 fdes = [_decode_fde(e) for e in entries if type(e).__name__ == "FDE"]
@@ -181,7 +182,7 @@ def cfi_entries(path, section: str = ".eh_frame") -> list:
 
     read_elf(path)  # one-line ElfError on a bad file
     try:
-        with open(path, "rb") as f:
+        with open(existing_file(path), "rb") as f:
             dwarf = ELFFile(f).get_dwarf_info()
             raw = dwarf.EH_CFI_entries() if section == ".eh_frame" else dwarf.CFI_entries()
             out = []
@@ -658,7 +659,7 @@ def observe_entry(source: str = CFI_DEMO_S, rbp: int = 0x1234_5678) -> EntryObse
     from helpers.emu import Machine
 
     obj = assemble(source)
-    with open(obj, "rb") as f:
+    with open(existing_file(obj), "rb") as f:
         text = ELFFile(f).get_section_by_name(".text").data()
     info, table = read_elf(obj), CfiTable.from_elf(obj)
     caller, demo = info.symbol("caller").value, info.symbol("demo").value
@@ -713,7 +714,8 @@ def objdump_rows(path) -> dict:
     """Run ``objdump --dwarf=frames-interp`` on ``path`` and parse its table (see parse_frames_interp)."""
     from helpers import toolchain
 
-    p = toolchain.run([*toolchain.require("objdump").argv, "--dwarf=frames-interp", path], timeout=30, check=True)
+    p = toolchain.run([*toolchain.require("objdump").argv, "--dwarf=frames-interp", str(existing_file(path))],
+                      timeout=30, check=True)
     return parse_frames_interp(p.stdout)
 
 

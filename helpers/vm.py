@@ -48,6 +48,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import toolchain
+from .files import existing_file
 
 QEMU = "qemu-system-x86_64"
 INSTALL_HINT = "apt-get install -y --no-install-recommends qemu-system-x86"
@@ -429,7 +430,7 @@ def _digest(obj) -> str:
 
 def _file_digest(path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(existing_file(path), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
