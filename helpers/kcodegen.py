@@ -30,7 +30,9 @@ API::
     measure(path, only="")                  -> Measure: counts of every rule's footprint in an ELF file
     function_rows(path, names)              -> per-function SIMD / X15 / %fs counts
     listing(path, name, match)              -> a function's instructions, call targets named
-    build_c / build_go / build_rust         -> cached builds of the chapter's sample (SAMPLE_C, SAMPLE_GO, SAMPLE_RS)
+    build_c / build_go / build_rust         -> cached builds of the chapter's sample (SAMPLE_C, SAMPLE_GO, SAMPLE_RS);
+                                               gcc's objects are its recorded ones where gcc is missing
+    gcc_recipes()                           -> the gcc builds of SAMPLE_C the chapter analyses (helpers.recorded)
     evidence()                              -> Evidence: kernel facts (live, or the recording) and every measurement
     matrix(ev)                              -> rows of the rules x compilers table, every cell computed
     python -m helpers.kcodegen record       -> writes helpers/recorded/kcodegen_kernel.json (and kcodegen_rust.json)
@@ -55,7 +57,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
-from helpers import toolchain
+from helpers import recorded, toolchain
 from helpers.files import existing_file
 
 RECORDING = Path(__file__).with_name("recorded") / "kcodegen_kernel.json"
@@ -635,8 +637,11 @@ KERNEL_TEXT = -0x7F000000
 USER_CFLAGS = ("-O2",)
 
 
-def c_compiler() -> str:
-    """gcc where installed (the compiler Debian builds its kernel with), else zig cc (clang)."""
+def c_compiler(flags=None) -> str:
+    """gcc where installed (the compiler Debian builds its kernel with) or, given ``flags``, where gcc's build of
+    the sample with them is recorded; else zig cc (clang)."""
+    if flags is not None:
+        return "gcc" if recorded.gcc_available(SAMPLE_C, tuple(flags), "obj") else "zig"
     return "gcc" if toolchain.have("gcc") else "zig"
 
 
@@ -661,8 +666,11 @@ def _overrides(compiler: str, ibt: bool) -> dict:
 
 
 def build_c(flags, compiler: str | None = None) -> toolchain.Build:
-    """The sample compiled to an object; zig builds for a freestanding x86-64 target (no libc, like the kernel)."""
-    compiler = compiler or c_compiler()
+    """The sample compiled to an object (compiler: :func:`c_compiler` of these flags by default). gcc's is its
+    recorded object where gcc is missing; zig builds for a freestanding x86-64 target (no libc, like the kernel)."""
+    compiler = compiler or c_compiler(flags)
+    if compiler == "gcc":
+        return recorded.gcc_build(SAMPLE_C, flags=tuple(flags), output="obj")
     target = "x86_64-freestanding-none" if compiler == "zig" else None
     return toolchain.cc(SAMPLE_C, compiler=compiler, target=target, flags=tuple(flags), output="obj")
 
@@ -832,33 +840,66 @@ class Evidence:
     kbuild: dict = field(default_factory=dict)   # real_kbuild(), plus parsed_not_in_real
     kernel_flags: list = field(default_factory=list)  # the flags the kernel-flag C build used
     rust_provenance: str = ""
+    c_provenance: str = ""  # where the C objects came from: gcc here, gcc's recording, or zig cc here
 
     def provenance(self) -> str:
         # The release is not printed: a Debian security update changes it without changing any rule.
         if self.recorded:
-            return (f"[kernel build files: recorded by `python -m helpers.kcodegen record` from Debian's "
-                    f"linux-headers {self.facts['release']}; C and Go: run here]")
-        return "[kernel build files read here from Debian's installed linux-headers and /boot config; C and Go: run here]"
+            kernel = (f"kernel build files: recorded by `python -m helpers.kcodegen record` from Debian's "
+                      f"linux-headers {self.facts['release']}")
+        else:
+            kernel = "kernel build files read here from Debian's installed linux-headers and /boot config"
+        if "flags" not in self.kbuild:
+            kbuild = f"no kbuild command line ({self.kbuild.get('error', 'unknown')})"
+        else:
+            kbuild = "kbuild's command line: " + ("recorded by `python -m helpers.linuxguest`"
+                                                  if self.kbuild.get("recorded") else "from a kbuild run here")
+        return f"[{kernel}; {kbuild}; C: {self.c_provenance or self.compiler}; Go: run here]"
+
+
+def _facts() -> tuple[dict, bool]:
+    """(kernel_facts of this machine's tree, False), else (the recording's, True)."""
+    tree = kernel_tree()
+    if tree is not None:
+        return kernel_facts(tree), False
+    if RECORDING.exists():
+        return json.loads(RECORDING.read_text())["facts"], True
+    raise toolchain.ToolMissing("no kernel build tree and no recording: apt-get install linux-headers-amd64 linux-image-amd64")
+
+
+def _sample_flags(facts: dict, kb: dict, cc: str) -> tuple[list, list]:
+    """The kernel-flag build's flags, and the same as CONFIG_X86_KERNEL_IBT=y would make them: kbuild's real
+    command line where there is one and the compiler is gcc (it is gcc's), else read from the Makefiles."""
+    if "flags" in kb and cc == "gcc":
+        kflags = codegen_flags(kb["flags"])
+        return kflags, [("-fcf-protection=branch" if f == "-fcf-protection=none" else f) for f in kflags]
+    return cflags_for(facts["cflags"], cc), cflags_for(facts["cflags"], cc, ibt=True)
+
+
+def _gcc_flag_sets(facts: dict, kb: dict) -> list[tuple]:
+    kflags, kflags_ibt = _sample_flags(facts, kb, "gcc")
+    return [tuple(f) for f in (USER_CFLAGS, kflags, kflags_ibt, cflags_for(facts["cflags"], "gcc"))]
+
+
+def gcc_recipes() -> list[tuple]:
+    """The gcc builds of :data:`SAMPLE_C` the chapter analyses, as (source, flags, output) for
+    :func:`helpers.recorded.gcc_build`: user-space flags, kbuild's real flags (also with IBT on), and the flags
+    read from the Makefiles."""
+    facts, _ = _facts()
+    return [(SAMPLE_C, flags, "obj") for flags in _gcc_flag_sets(facts, real_kbuild())]
 
 
 def evidence() -> Evidence:
-    """The chapter's measurements: the kernel's facts (live, else the recording) and fresh C and Go builds."""
-    tree = kernel_tree()
-    if tree is not None:
-        facts, recorded = kernel_facts(tree), False
-    elif RECORDING.exists():
-        facts, recorded = json.loads(RECORDING.read_text())["facts"], True
-    else:
-        raise toolchain.ToolMissing("no kernel build tree and no recording: apt-get install linux-headers-amd64 linux-image-amd64")
-    cc = c_compiler()
+    """The chapter's measurements: the kernel's facts (live, else the recording) and fresh C and Go builds. The
+    C sample is gcc's (built here, or its recorded objects where gcc is missing), else zig cc's."""
+    facts, recorded_facts = _facts()
     kb = real_kbuild()
     if "flags" in kb:  # the Makefile reading must agree with what kbuild really ran
         kb["parsed_not_in_real"] = [f for f in facts["cflags"]["gcc"]["base"] if f not in kb["flags"]]
-    if "flags" in kb and cc == "gcc":  # prefer the real command line (it is gcc's)
-        kflags = codegen_flags(kb["flags"])
-        kflags_ibt = [("-fcf-protection=branch" if f == "-fcf-protection=none" else f) for f in kflags]
-    else:
-        kflags, kflags_ibt = cflags_for(facts["cflags"], cc), cflags_for(facts["cflags"], cc, ibt=True)
+    gcc = all(recorded.gcc_available(SAMPLE_C, flags, "obj") for flags in _gcc_flag_sets(facts, kb))
+    cc = "gcc" if gcc else "zig"
+    kflags, kflags_ibt = _sample_flags(facts, kb, cc)
+    c_provenance = recorded.gcc_provenance() if gcc else "zig cc here (no gcc and no recording of its builds)"
     ms = {
         "c_user": measure(build_c(USER_CFLAGS, cc).path).row(),
         "c_kernel": measure(build_c(kflags, cc).path).row(),
@@ -872,7 +913,7 @@ def evidence() -> Evidence:
     }
     rust = rust_measure(facts["rustflags"])
     ms["rust_user"], ms["rust_kernel"] = rust["user"], rust["kernel"]
-    return Evidence(facts, recorded, cc, ms, kb, kflags, rust["provenance"])
+    return Evidence(facts, recorded_facts, cc, ms, kb, kflags, rust["provenance"], c_provenance)
 
 
 def record() -> Path:

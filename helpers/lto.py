@@ -1,9 +1,14 @@
 """lto: link-time optimisation measured on real builds, and the sections real linkers emit.
 
 Serves chapter 4c ("LTO and linker sections", article §4.3-§4.4). It models nothing by hand: it compiles a
-two-file C program with and without ``-flto`` (gcc where installed, ``zig cc``/clang everywhere), reads the
-results with :mod:`helpers.elf`, disassembles with :mod:`helpers.asm`, and times real runs. It also builds
-Go binaries (plain, ``-ldflags=-s -w``, cgo) and lists their real ELF sections.
+two-file C program with and without ``-flto`` (gcc and ``zig cc``/clang), reads the results with
+:mod:`helpers.elf`, disassembles with :mod:`helpers.asm`, and times real runs. It also builds Go binaries
+(plain, ``-ldflags=-s -w``, cgo) and lists their real ELF sections.
+
+Where gcc is missing, gcc's builds are the files gcc made on a machine that had it, recorded with their inputs
+by ``python -m helpers.recorded gcc`` (:func:`helpers.recorded.gcc_build`): every analysis below still reads real
+gcc output, and those programs run here too wherever their C library (glibc) is installed (:func:`runnable`).
+The cgo binary is too large to keep, so without gcc its section table is the recording (key c60_cgo_sections).
 
 What the Linux kernel's sources say is recorded in :data:`KERNEL_SOURCES`: short, cited facts read from
 torvalds/linux (and the mailing-list patches that added them). A cell that asserts against them checks cited
@@ -14,10 +19,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
 
-from helpers import toolchain
-from helpers.elf import read_elf, symbol_bytes
+from helpers import recorded, toolchain
+from helpers.elf import Section, read_elf, symbol_bytes
 
 # Two translation units: main.c calls mix() from mix.c in a loop. Without LTO the compiler of main.c cannot
 # see mix()'s body, so it must emit a call; with LTO the link step sees both and may inline it.
@@ -58,31 +64,44 @@ class LtoBuild:
     functions: tuple          # which of OUR_FUNCTIONS survive as symbols
     calls_in_main: tuple      # names of direct call targets in main (None for unresolved)
     listing: str = field(repr=False, default="")
+    recorded: bool = False    # gcc's program from helpers/recorded/gcc/ (gcc is missing here)
 
     @property
     def label(self) -> str:
         return f"{self.compiler} {'-flto' if self.lto else 'no LTO'}"
 
 
+OBJECT_FLAGS = (("-O2",), ("-O2", "-flto"))   # what an object holds, without and with -flto
+
+
+def gcc_recipes() -> list[tuple]:
+    """The gcc builds this chapter analyses, as (source, flags, output) for :func:`helpers.recorded.gcc_build`:
+    the program without and with -flto, and mix.c's object with :data:`OBJECT_FLAGS`."""
+    return [(SOURCES, ("-O2", *lto), "exe") for lto in ((), ("-flto",))] + \
+           [({"mix.c": SOURCES["mix.c"]}, flags, "obj") for flags in OBJECT_FLAGS]
+
+
 def compilers() -> list[str]:
-    """zig cc always (pinned), gcc when installed."""
-    return ["gcc", "zig"] if toolchain.have("gcc") else ["zig"]
+    """gcc (run here, or its recorded builds where gcc is missing) and zig cc (pinned); zig alone when neither
+    gcc nor a recording of its builds is here."""
+    return ["gcc", "zig"] if all(recorded.gcc_available(*r) for r in gcc_recipes()) else ["zig"]
 
 
 def build(compiler: str = "zig", lto: bool = False, opt: str = "-O2") -> LtoBuild:
-    """Build SOURCES into an executable (gcc: dynamic against the host libc; zig: static musl)."""
+    """Build SOURCES into an executable (gcc: dynamic against the host libc, or its recorded build where gcc is
+    missing; zig: static musl)."""
     flags = [opt] + (["-flto"] if lto else [])
     if compiler == "zig":
         b = toolchain.cc(SOURCES, compiler="zig", target="x86_64-linux-musl", flags=(*flags, "-static"), output="exe")
     elif compiler == "gcc":
-        b = toolchain.cc(SOURCES, compiler="gcc", flags=tuple(flags), output="exe")
+        b = recorded.gcc_build(SOURCES, flags=flags, output="exe")
     else:
         raise ValueError(f"compiler must be 'gcc' or 'zig', not {compiler!r}")
     info = read_elf(b.path)
     names = {s.name for s in info.functions()}
     calls, listing = calls_from(b.path, "main", info)
     return LtoBuild(compiler, lto, b.path, info.text_size, tuple(f for f in OUR_FUNCTIONS if f in names),
-                    tuple(calls), listing)
+                    tuple(calls), listing, b.recorded)
 
 
 def calls_from(path, function: str, info=None) -> tuple[list, str]:
@@ -118,6 +137,20 @@ def run_once(b: LtoBuild, n: int) -> tuple[int, float]:
     return int(p.stdout.strip()), time.perf_counter() - t0
 
 
+def runnable(builds) -> list[LtoBuild]:
+    """The builds whose programs run on this machine: every one, except a recorded gcc program where the C
+    library it was linked against is missing (it is dynamic against glibc)."""
+    return [b for b in builds if not b.recorded or _runs(str(b.path))]
+
+
+@lru_cache(maxsize=None)
+def _runs(path: str) -> bool:
+    try:
+        return toolchain.run([path, "10"], timeout=10).returncode == 0
+    except (OSError, toolchain.ToolchainError):  # no loader for it (ToolMissing), not executable, wrong format
+        return False
+
+
 def check_results(builds, n: int = 100_000) -> int:
     """Run every build on ``n`` and check it prints :func:`expected_result` (LTO must not change meaning)."""
     want = expected_result(n)
@@ -141,6 +174,12 @@ def timings(builds, n: int = 50_000_000, repeats: int = 5) -> dict:
         if len(results) != 1:
             raise AssertionError(f"builds disagree on the result: {sorted(results)}")
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def speedups(times: dict) -> dict:
+    """{compiler: (seconds without LTO, seconds with -flto)} for each compiler :func:`timings` timed both ways."""
+    return {c: (times[f"{c} no LTO"], times[f"{c} -flto"]) for c in compilers()
+            if f"{c} no LTO" in times and f"{c} -flto" in times}
 
 
 # ------------------------------------------------------------------------------ what Linux supports
@@ -224,20 +263,35 @@ class GoSections:
         return [s.name for s in self.sections]
 
 
+CGO_VARIANT = "go build (cgo)"
+
+
 def go_variants() -> dict:
-    """Build the three Go binaries the chapter compares; variant -> toolchain.Build."""
+    """Build the two Go binaries the chapter compares that need no C compiler; variant -> toolchain.Build."""
     return {
         "go build": toolchain.go_build(GO_PROGRAM),
         'go build -ldflags="-s -w"': toolchain.go_build(GO_PROGRAM, ldflags="-s -w"),
-        "go build (cgo)": toolchain.go_build(GO_CGO_PROGRAM, cgo=True),
     }
 
 
+def _go_sections(variant: str, path) -> GoSections:
+    info = read_elf(path)
+    return GoSections(variant, info.sections, len(info.symbols), info.text_size, info.is_static, info.interp)
+
+
+def cgo_sections() -> GoSections:
+    """The cgo build of :data:`GO_CGO_PROGRAM`, linked by gcc (needs gcc: cgo would use zig cc without it)."""
+    toolchain.require("gcc")
+    return _go_sections(CGO_VARIANT, toolchain.go_build(GO_CGO_PROGRAM, cgo=True).path)
+
+
 def go_sections() -> list[GoSections]:
-    out = []
-    for variant, b in go_variants().items():
-        info = read_elf(b.path)
-        out.append(GoSections(variant, info.sections, len(info.symbols), info.text_size, info.is_static, info.interp))
+    """The three Go binaries' sections: plain and ``-s -w`` built here; the cgo build's from gcc's link here,
+    or, where gcc is missing, the recording of it (``recorded.evidence("c60_cgo_sections")``)."""
+    out = [_go_sections(variant, b.path) for variant, b in go_variants().items()]
+    cgo = recorded.evidence("c60_cgo_sections").data
+    kept = {f.name: cgo[f.name] for f in fields(GoSections)}
+    out.append(GoSections(**{**kept, "sections": [Section(*s) for s in cgo["sections"]]}))
     return out
 
 
@@ -269,11 +323,15 @@ class LtoObject:
 
 
 def lto_object(compiler: str = "gcc", flags=("-O2", "-flto")) -> LtoObject:
-    """Compile mix.c to an object with ``flags`` and describe what is inside."""
+    """Compile mix.c to an object with ``flags`` and describe what is inside (gcc: its recorded object where
+    gcc is missing)."""
     from helpers.elf import ElfError
 
-    b = toolchain.cc({"mix.c": SOURCES["mix.c"]}, compiler=compiler,
-                     target="x86_64-linux-musl" if compiler == "zig" else None, flags=tuple(flags), output="obj")
+    if compiler == "gcc":
+        b = recorded.gcc_build({"mix.c": SOURCES["mix.c"]}, flags=flags, output="obj")
+    else:
+        b = toolchain.cc({"mix.c": SOURCES["mix.c"]}, compiler=compiler,
+                         target="x86_64-linux-musl" if compiler == "zig" else None, flags=tuple(flags), output="obj")
     head = b.path.read_bytes()[:4]
     if head == b"BC\xc0\xde":  # LLVM bitcode wrapper magic (LLVM docs, "LLVM Bitcode File Format")
         return LtoObject(compiler, tuple(flags), "LLVM bitcode", (), 0)
@@ -284,6 +342,11 @@ def lto_object(compiler: str = "gcc", flags=("-O2", "-flto")) -> LtoObject:
     lto = tuple(sorted({s.name.rsplit(".", 1)[0] if s.name.count(".") > 2 else s.name
                         for s in info.sections if s.name.startswith(".gnu.lto_")}))
     return LtoObject(compiler, tuple(flags), "ELF", lto, info.text_size)
+
+
+def objects() -> list[LtoObject]:
+    """mix.c's object with each of :data:`OBJECT_FLAGS`, for every compiler of :func:`compilers`."""
+    return [lto_object(c, flags) for c in compilers() for flags in OBJECT_FLAGS]
 
 
 def gcc_link_uses_plugin(flags=("-O2", "-flto", "-fuse-linker-plugin")) -> bool:

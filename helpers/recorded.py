@@ -7,12 +7,21 @@ machine with those tools the evidence cells run the experiment live. Without the
 ``python -m helpers.recorded`` saved in ``helpers/recorded/<key>.json`` on a machine that had them, and they
 say so, naming the tool versions and the flags. Both paths go through the same JSON form, so a cell prints and
 asserts the same thing either way.
+
+Chapters 4c and 4d analyse gcc's *products*: the objects and programs :mod:`helpers.lto` and
+:mod:`helpers.kcodegen` build with gcc. Those are recorded as files, not as results: ``python -m helpers.recorded
+gcc`` builds every one of them (:func:`gcc_recipes`) with the gcc installed there and keeps it in
+``helpers/recorded/gcc/`` (a few KB each) with its inputs, flags and gcc's version. :func:`gcc_build` returns gcc's
+build of the same inputs: compiled here where gcc is installed, else that recorded file. Every size, listing and
+count the chapters print is then read, here, from real gcc output, and :func:`gcc_provenance` says which it was.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from . import toolchain
@@ -73,6 +82,16 @@ def _c05_go_runtime() -> dict:
             "buildmodes": govsc.go_buildmodes(), "ports": govsc.go_ports()}
 
 
+def _c60_cgo_sections() -> dict:
+    # A cgo program is linked by the C compiler (gcc here): its sections are the external linker's. The binary
+    # is over 2 MB, so its section table is what is kept, not the file.
+    from . import lto
+    g = lto.cgo_sections()
+    return {"flags": "go build of lto.GO_CGO_PROGRAM with CGO_ENABLED=1, CC=gcc (external link)",
+            "variant": g.variant, "sections": [list(s) for s in g.sections], "symbols": g.symbols,
+            "text_size": g.text_size, "is_static": g.is_static, "interp": g.interp}
+
+
 # key -> (tools it needs, the experiment)
 EXPERIMENTS = {
     "c46_gcc_frame_pointer": (("gcc",), _c46_gcc_frame_pointer),
@@ -80,6 +99,7 @@ EXPERIMENTS = {
     "c49_glibc_backtrace": (("gcc",), _c49_glibc_backtrace),
     "c58_gcc_lto_flags": (("gcc",), _c58_gcc_lto_flags),
     "c05_go_runtime": (("go",), _c05_go_runtime),
+    "c60_cgo_sections": (("gcc", "go"), _c60_cgo_sections),
 }
 
 
@@ -116,11 +136,110 @@ def evidence(key: str) -> Evidence:
     return Evidence(key, saved["data"], saved["tools"], recorded=True)
 
 
+# ------------------------------------------------------------------------------------------ gcc's products
+GCC_DIR = RECORDINGS / "gcc"
+GCC_MANIFEST = GCC_DIR / "builds.json"
+_SUFFIX = {"obj": ".o", "exe": ".out"}
+
+
+def gcc_key(source, flags=(), output: str = "obj") -> str:
+    """The name of one gcc build in the recording: a hash of its sources, flags and output kind (not of gcc's
+    version, which a machine without gcc cannot know; the manifest names it)."""
+    files = {"main.c": source} if isinstance(source, str) else dict(source)
+    blob = json.dumps([sorted(files.items()), list(flags), output])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def _manifest() -> dict:
+    return json.loads(GCC_MANIFEST.read_text()) if GCC_MANIFEST.exists() else {"tool": "", "builds": {}}
+
+
+def _gcc_entry(source, flags, output) -> dict | None:
+    return _manifest()["builds"].get(gcc_key(source, flags, output))
+
+
+def gcc_available(source, flags=(), output: str = "obj") -> bool:
+    """Whether :func:`gcc_build` can give this build here: gcc is installed, or the recording has it."""
+    return toolchain.have("gcc") or _gcc_entry(source, tuple(flags), output) is not None
+
+
+def gcc_build(source, *, flags=(), output: str = "obj") -> toolchain.Build:
+    """gcc's build of ``source`` (``output`` "obj" or "exe"): compiled here (cached) where gcc is installed, else
+    the file ``python -m helpers.recorded gcc`` recorded from the same inputs (``Build.recorded`` is then True).
+    Neither: one-line :class:`toolchain.ToolMissing`; a recorded file that does not match its checksum:
+    :class:`toolchain.ToolchainError`."""
+    flags = tuple(flags)
+    if toolchain.have("gcc"):
+        return toolchain.cc(source, compiler="gcc", flags=flags, output=output)
+    entry = _gcc_entry(source, flags, output)
+    if entry is None:
+        raise toolchain.ToolMissing(f"gcc not found and no recording of this gcc build ({' '.join(flags) or 'no flags'}"
+                                    f", {output}): {toolchain.HINTS['gcc']}")
+    path = GCC_DIR / entry["file"]
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+        raise toolchain.ToolchainError(f"helpers/recorded/gcc/{entry['file']} is missing or damaged: "
+                                       "re-run `python -m helpers.recorded gcc` on a machine with gcc")
+    return toolchain.Build(path, entry["compiler_output"], tuple(entry["command"]), _manifest()["tool"],
+                           cached=True, recorded=True)
+
+
+def gcc_provenance() -> str:
+    """Where gcc's builds came from here: gcc run here, or the recording (naming the gcc that made it)."""
+    if toolchain.have("gcc"):
+        return f"[gcc's builds: run here with {toolchain.require('gcc').version}]"
+    tool = _manifest()["tool"] or "no gcc (no recording either)"
+    return f"[gcc's builds: recorded by `python -m helpers.recorded gcc` with {tool}; read from helpers/recorded/gcc/]"
+
+
+def gcc_recipes() -> list[tuple]:
+    """Every gcc build the chapters analyse, as (source, flags, output): helpers.lto's (chapter 4c) and
+    helpers.kcodegen's (chapter 4d). The recording holds exactly these."""
+    from . import kcodegen, lto
+    out, seen = [], set()
+    for source, flags, output in [*lto.gcc_recipes(), *kcodegen.gcc_recipes()]:
+        key = gcc_key(source, flags, output)
+        if key not in seen:
+            seen.add(key)
+            out.append((source, tuple(flags), output))
+    return out
+
+
+def record_gcc() -> list[Path]:
+    """Build every recipe with the gcc installed here and keep the products, and only those, in helpers/recorded/gcc/."""
+    tool = toolchain.require("gcc").version
+    GCC_DIR.mkdir(parents=True, exist_ok=True)
+    builds = {}
+    for source, flags, output in gcc_recipes():
+        b = toolchain.cc(source, compiler="gcc", flags=flags, output=output)
+        key = gcc_key(source, flags, output)
+        name = key + _SUFFIX[output]
+        data = b.path.read_bytes()
+        (GCC_DIR / name).write_bytes(data)
+        (GCC_DIR / name).chmod(0o755 if output == "exe" else 0o644)
+        files = {"main.c": source} if isinstance(source, str) else dict(source)
+        builds[key] = {"file": name, "output": output, "flags": list(flags), "command": list(b.command),
+                       "compiler_output": b.output, "sha256": hashlib.sha256(data).hexdigest(), "sources": files}
+    for old in GCC_DIR.iterdir():  # products of recipes that no chapter builds any more
+        if old.name != GCC_MANIFEST.name and old.name not in {e["file"] for e in builds.values()}:
+            old.unlink()
+    GCC_MANIFEST.write_text(json.dumps({"note": "python -m helpers.recorded gcc", "tool": tool, "builds": builds},
+                                       indent=1) + "\n")
+    _manifest.cache_clear()
+    return [GCC_MANIFEST, *(GCC_DIR / e["file"] for e in builds.values())]
+
+
 def record(keys=None) -> list[Path]:
-    """Run the experiments with the tools installed here and save them under helpers/recorded/."""
+    """Run the experiments with the tools installed here and save them under helpers/recorded/; the key
+    ``gcc`` records gcc's builds (:func:`record_gcc`). No keys: every experiment and gcc's builds."""
     RECORDINGS.mkdir(exist_ok=True)
     written = []
-    for key in keys or EXPERIMENTS:
+    for key in keys or [*EXPERIMENTS, "gcc"]:
+        if key == "gcc":
+            written += record_gcc()
+            continue
+        if key not in EXPERIMENTS:
+            raise KeyError(f"no recorded experiment {key!r} (have: {', '.join(EXPERIMENTS)}, gcc)")
         ev = _run(key)
         path = RECORDINGS / f"{key}.json"
         path.write_text(json.dumps({"key": key, "tools": ev.tools, "data": ev.data}, indent=1) + "\n")
@@ -129,5 +248,9 @@ def record(keys=None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for p in record(sys.argv[1:] or None):
+    try:
+        paths = record(sys.argv[1:] or None)
+    except (KeyError, toolchain.ToolchainError) as e:
+        sys.exit(f"python -m helpers.recorded: {e.args[0] if isinstance(e, KeyError) else e}")
+    for p in paths:
         print(f"recorded {p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p}")

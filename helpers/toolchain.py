@@ -87,6 +87,7 @@ class Build:
     command: tuple[str, ...]
     tool: str  # tool and version that made it, e.g. "go1.27.3"
     cached: bool = field(default=False, compare=False)
+    recorded: bool = field(default=False, compare=False)  # made elsewhere, kept in the repository (helpers.recorded)
 
 
 def run(argv, *, timeout: float = 60, env=None, cwd=None, input=None, check=False) -> subprocess.CompletedProcess:
