@@ -899,7 +899,8 @@ def evidence() -> Evidence:
     gcc = all(recorded.gcc_available(SAMPLE_C, flags, "obj") for flags in _gcc_flag_sets(facts, kb))
     cc = "gcc" if gcc else "zig"
     kflags, kflags_ibt = _sample_flags(facts, kb, cc)
-    c_provenance = recorded.gcc_provenance() if gcc else "zig cc here (no gcc and no recording of its builds)"
+    c_provenance = (recorded.gcc_provenance().strip("[]") if gcc
+                    else "zig cc here (no gcc and no recording of its builds)")
     ms = {
         "c_user": measure(build_c(USER_CFLAGS, cc).path).row(),
         "c_kernel": measure(build_c(kflags, cc).path).row(),
