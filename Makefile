@@ -38,9 +38,7 @@ test: setup
 
 # The book on machines with fewer tools (helpers.toolless), strict nbval like `make test`. Mode 1: no gcc, cc, as,
 # ld, objdump, readelf, objcopy, ar (the pinned Go and zig present). Mode 2: no pinned Go or zig either.
-# Left out of mode 1, until their cells show gcc's results from recordings (their outputs differ without gcc):
-# 04c (the gcc rows of the LTO tables, the toolchain report) and 04d (its builds use zig cc instead of gcc).
-TOOLLESS_1 := $(filter-out chapters/04c_% chapters/04d_%,$(wildcard chapters/*.ipynb labs/*/*.ipynb))
+TOOLLESS_1 := $(wildcard chapters/*.ipynb labs/*/*.ipynb)
 # Mode 2 runs the notebooks that pass without Go and zig; the others need the pinned Go at their first cell.
 TOOLLESS_2 := chapters/03a_idt_gates.ipynb chapters/05_conclusion.ipynb labs/callconv/callconv.ipynb \
               labs/idt/idt.ipynb labs/unwinding/unwinding.ipynb
