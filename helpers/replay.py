@@ -4,8 +4,9 @@ A cell that needs a tool this machine lacks (the pinned Go or zig, gcc, binutils
 :class:`helpers.toolchain.ToolMissing` error, or an error it caused) shows, instead of a traceback, what the
 same cell printed when the book was executed with every tool present: the outputs committed in the notebook,
 which ``make execute`` made with the pinned toolchains. One line above them says that they are a recording,
-which tool is missing here, and how to install it. A later cell that needs a name only such a cell defined
-(a ``NameError`` after a replay) is shown the same way; every other cell still runs live.
+which tool is missing here, and how to install it. The names such a cell was binding (not its imports) are
+dropped, so a later cell that needs one fails with a ``NameError``, which is shown the same way; every other
+cell still runs live.
 
 The kernel finds the notebook it runs from ``JPY_SESSION_NAME`` (which Jupyter's server sets), or else among
 the notebooks in its working folder, and the cell in it by the cell's id (which Jupyter sends with each
@@ -23,6 +24,7 @@ API::
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sys
@@ -73,6 +75,49 @@ def recorded_outputs(source: str, cwd=".", cell_id: str | None = None) -> list |
     return by_source
 
 
+def bound_names(source: str) -> set[str]:
+    """Names a cell binds in its own scope other than by import (assignments, loops, ``with``, ``def``,
+    ``class``, at any depth of ``if``/``for``/``try``): after the cell failed midway they hold partial state
+    (a ``runs = {}`` never filled)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)         # its body is another scope
+            continue
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor)):
+            targets = [node.target]
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            targets = [i.optional_vars for i in node.items if i.optional_vars]
+        else:
+            targets = []
+        for t in targets:
+            names |= _target_names(t)
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            todo.extend(getattr(node, field, []) or [])
+        if isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+    return names
+
+
+def _target_names(t) -> set[str]:
+    """``a`` and ``a, (b, *c)`` bind names; ``obj.x = ...`` and ``d[k] = ...`` change an object, bind none."""
+    if isinstance(t, ast.Name):
+        return {t.id}
+    if isinstance(t, (ast.Tuple, ast.List)):
+        return set().union(*(_target_names(e) for e in t.elts))
+    if isinstance(t, ast.Starred):
+        return _target_names(t.value)
+    return set()
+
+
 def _text(value) -> str:
     return "".join(value) if isinstance(value, list) else str(value)
 
@@ -110,6 +155,11 @@ class Replay:
             f"it needs {value.name!r}, which a cell shown as a recording above would have defined")
         if missing is not None:
             self.missing.append(why)
+        for name in bound_names(source):   # partial state: later cells that need it are recordings too
+            shell.user_ns.pop(name, None)
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:             # a figure the cell began is not shown beside the recorded one
+            pyplot.close("all")
         self._show(outputs, why)
         return None
 

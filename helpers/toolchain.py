@@ -575,6 +575,12 @@ def first_build_notice(compiler: str, *, goarch: str = "amd64", cgo: bool = Fals
     return nullcontext()
 
 
+def versions(*names: str) -> list[str]:
+    """``"go: go1.27.3"`` per named tool; a missing one is a one-line ToolMissing (a chapter's first cell
+    prints these, so where the pinned toolchains are missing that cell shows its recording)."""
+    return [f"{name}: {require(name).version}" for name in names]
+
+
 def report() -> list[str]:
     """One line per tool: its version, or what is missing and how to get it. The start page prints this."""
     lines = [f"python: {sys.version.split()[0]}"]

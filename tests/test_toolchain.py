@@ -90,3 +90,13 @@ def test_report_has_a_line_per_tool():
     lines = tc.report()
     assert lines[0].startswith("python: ")
     assert {l.split(":")[0] for l in lines[1:]} == set(tc.HINTS)
+
+
+def test_versions_name_the_pinned_tools_or_say_in_one_line_which_is_missing():
+    assert tc.versions("go", "zig") == [f"go: go{tc.GO_VERSION}", f"zig: zig {tc.ZIG_VERSION}"]
+    code = "from helpers import toolchain\ntry:\n    toolchain.versions('go')\nexcept toolchain.ToolMissing as e:\n    print(e)"
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "BOOK_HIDE_TOOLS": "go,zig"})
+    assert out.stdout.strip() == f"go not found: {tc.HINTS['go']}"
