@@ -6,7 +6,7 @@ same cell printed when the book was executed with every tool present: the output
 which ``make execute`` made with the pinned toolchains. One line above them says that they are a recording,
 which tool is missing here, and how to install it. The names such a cell was binding (not its imports) are
 dropped, so a later cell that needs one fails with a ``NameError``, which is shown the same way; every other
-cell still runs live.
+cell still runs live. A replayed cell ends without an error, so running all cells goes on after it.
 
 The kernel finds the notebook it runs from ``JPY_SESSION_NAME`` (which Jupyter's server sets), or else among
 the notebooks in its working folder, and the cell in it by the cell's id (which Jupyter sends with each
@@ -161,6 +161,9 @@ class Replay:
         if pyplot is not None:             # a figure the cell began is not shown beside the recorded one
             pyplot.close("all")
         self._show(outputs, why)
+        result = getattr(shell.displayhook, "exec_result", None)
+        if result is not None:             # the cell ends as shown, not as an error: "Run all" goes on
+            result.error_in_exec = None
         return None
 
     @staticmethod

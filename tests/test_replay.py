@@ -31,10 +31,11 @@ CELLS = [
 
 
 def _execute(nb, cwd, env=None):
+    """Run every cell as "Run all" does: an error stops the run (unless the cell is tagged raises-exception)."""
     saved = dict(os.environ)
     os.environ.update(env or {})
     try:
-        NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+        NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=False,
                        resources={"metadata": {"path": str(cwd)}}).execute()
     finally:
         os.environ.clear()
