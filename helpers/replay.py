@@ -55,9 +55,9 @@ def _candidates(cwd: Path) -> list[Path]:
 
 def recorded_outputs(source: str, cwd=".", cell_id: str | None = None) -> list | None:
     """The outputs committed for the code cell with id ``cell_id``, or else the first whose source is
-    ``source``; None if there is none."""
+    ``source``; None if there is none, or if that cell is an nbgrader test (a grade is never replayed)."""
     want = source.rstrip("\n")
-    by_source = None
+    by_source, found = None, False
     for path in _candidates(Path(cwd)):
         try:
             if path.stat().st_size > MAX_NOTEBOOK_BYTES:
@@ -68,11 +68,17 @@ def recorded_outputs(source: str, cwd=".", cell_id: str | None = None) -> list |
         for cell in cells:
             if cell.get("cell_type") != "code":
                 continue
+            outputs = None if _graded(cell) else cell.get("outputs", [])
             if cell_id and cell.get("id") == cell_id:
-                return cell.get("outputs", [])
-            if by_source is None and _text(cell.get("source", "")).rstrip("\n") == want:
-                by_source = cell.get("outputs", [])
+                return outputs
+            if not found and _text(cell.get("source", "")).rstrip("\n") == want:
+                by_source, found = outputs, True
     return by_source
+
+
+def _graded(cell: dict) -> bool:
+    """An nbgrader test cell: its pass or fail is a grade, never a recording."""
+    return bool(((cell.get("metadata") or {}).get("nbgrader") or {}).get("grade"))
 
 
 def bound_names(source: str) -> set[str]:

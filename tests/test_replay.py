@@ -142,6 +142,20 @@ def test_recorded_outputs_finds_a_cell_by_id_then_by_source(tmp_path, monkeypatc
     assert text(recorded_outputs("x = 1", "/nonexistent")) == "first\n"
 
 
+def test_an_autograded_test_cell_is_never_replayed(tmp_path, monkeypatch):
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    test = nbformat.v4.new_code_cell("expect(feedback, 'form')")
+    test.metadata["nbgrader"] = {"grade": True, "grade_id": "test_form", "locked": True, "points": 1}
+    test.outputs = [nbformat.v4.new_output("stream", name="stdout", text="✓ correct\n")]
+    solution = nbformat.v4.new_code_cell("answers['form'] = 'small'")
+    solution.metadata["nbgrader"] = {"grade": False, "solution": True, "grade_id": "answer_form"}
+    nbformat.write(nbformat.v4.new_notebook(cells=[test, solution]), tmp_path / "lab.ipynb")
+    # a grade must come from the student's own run: a missing tool there is a failure, not full marks
+    assert recorded_outputs("expect(feedback, 'form')", tmp_path) is None
+    assert recorded_outputs("expect(feedback, 'form')", tmp_path, cell_id=test.id) is None
+    assert recorded_outputs("answers['form'] = 'small'", tmp_path) == []
+
+
 def test_bound_names_are_what_the_cell_binds_in_its_own_scope():
     src = ("import os\nfrom a import b as c\nruns = {}\nfor i, (j, *k) in z:\n    r = runs[i] = 1\n"
            "with open(f) as fh:\n    pass\ndef f():\n    inner = 1\nclass C: pass\nn += 1\nobj.attr = 5\n"
