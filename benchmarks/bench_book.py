@@ -29,7 +29,8 @@ def notebooks() -> list[Path]:
 
 def _execute(nb, cwd: Path) -> None:
     from nbclient import NotebookClient
-    NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(nb, timeout=3600, kernel_name="python3", shutdown_kernel="immediate",
+                   resources={"metadata": {"path": str(cwd)}}).execute()
 
 
 def _cell_seconds(nb) -> list[tuple[float, int, str]]:

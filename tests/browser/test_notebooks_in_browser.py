@@ -82,10 +82,12 @@ def burst_slider(lab: Lab, container: str, label: str, presses: int = 20) -> Non
 
 
 def kernel_widget(cls_path: str) -> str:
-    """Kernel code that binds ``w`` to the (last) live instance of a widget class the notebook displayed."""
+    """Kernel code that binds ``w`` to the instance of a widget class the notebook's latest run displayed: the
+    newest one in IPython's ``Out`` (a cell ending in ``GateWorkbench()``). An earlier test's run of the same
+    notebook in this kernel leaves older instances alive, and ``gc.get_objects()`` has no order to trust."""
     module, name = cls_path.rsplit(".", 1)
-    return (f"import gc, hashlib\nfrom {module} import {name}\n"
-            f"w = [o for o in gc.get_objects() if type(o) is {name}][-1]\n")
+    return (f"import hashlib\nfrom {module} import {name}\n"
+            f"w = Out[max(k for k, v in Out.items() if type(v) is {name})]\n")
 
 
 def test_gate_workbench_follows_a_burst_of_dpl_changes(lab, screenshot):
