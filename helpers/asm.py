@@ -803,6 +803,10 @@ class _KsProgram:
         self.label_index = {}            # label -> index of the instruction it precedes
         for lineno, labels, stmt in merged:
             for lab in labels:
+                if lab in self.label_index:      # GNU as accepts it again at the same place only
+                    if self.label_index[lab] != len(self.insns):
+                        raise AsmError(f"line {lineno}: symbol '{lab}' is already defined")
+                    continue
                 self.lines.append(f"{lab}:")
                 self.label_index[lab] = len(self.insns)
             if stmt:

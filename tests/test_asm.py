@@ -619,3 +619,16 @@ def test_code_at_the_top_of_the_address_space_is_one_line(backend):
     asm.cache_clear()
     with pytest.raises(AsmError, match=r"^line \d+: .*address space"):
         assemble("syscall\nsyscall", "x86_64", "intel", 2**64 - 2, backend=backend)
+
+
+@pytest.mark.parametrize("source", ["L0:\nnop\nL0:\njmp L0", "L0: nop\nL0: L0: nop\njmp L0",
+                                    "f: ret\nnop\nf:\ncall f"])
+def test_a_label_defined_twice_is_refused_like_gnu_as_does(source):
+    # GNU as: "symbol `L0' is already defined"; the in-process path used to lay out the last definition
+    asm.cache_clear()
+    assert assemble("L0: L0:\nL0: nop\njmp L0", backend="keystone").code.hex() == "90ebfd"   # same place: fine
+    want = r"^line \d+: symbol '\w+' is already defined"
+    with pytest.raises(AsmError, match=want):
+        assemble(source, backend="keystone")
+    with pytest.raises(AsmError, match=want if HAVE_AS else "^line "):
+        assemble(source)
