@@ -42,6 +42,7 @@ import os
 import re
 import select
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -691,7 +692,32 @@ _CC = {"o": 0, "no": 1, "b": 2, "c": 2, "nae": 2, "ae": 3, "nb": 3, "nc": 3, "e"
 _PREFIXES = {"rep", "repe", "repz", "repne", "repnz", "lock", "data16", "data32", "addr32", "addr16",
              "cs", "ds", "es", "fs", "gs", "ss"}
 _DESCRIPTOR_TABLE = re.compile(r"^(lidt|lgdt|sidt|sgdt)[lqw]?\b", re.I)
-_REG64 = r"%(?:r[a-d]x|r[sd]i|r[sb]p|r(?:[89]|1[0-5]))"
+_REG64 = re.compile(r"%(?:r[a-d]x|r[sd]i|r[sb]p|r(?:[89]|1[0-5]))", re.I)
+# the front end's other patterns, compiled once (they run for every new statement)
+_KS_BAD_CHAR = re.compile(r"[^\w%$,()\[\]:+\-*.\s]")
+_NO_OP_SYMBOL = re.compile(r"\.(?:globl|global|local|hidden) [a-z_.$][\w.$]*"
+                           r"|\.type [a-z_.$][\w.$]*, *[@%](?:function|object|notype)")
+_LOCAL_REF = re.compile(r"(?<![\w$.])([0-9]+)([bfBF])(?![\w$.])")
+_FAR_PAIR = re.compile(r"\s*[\w.$]+\s*:\s*[\w.$]+\s*")
+_ST_OPEN = re.compile(r"%?st\s*\(\s*$", re.I)
+_BRANCH_MNEM = re.compile(r"j[a-z]+|call[lqw]?|loop[a-z]*|xbegin")
+_SREG = re.compile(r"%?[c-gs]s", re.I)
+_SIZE_PTR = re.compile(r"^(?:word|dword|qword)\s+ptr\s+", re.I)
+_GPR16_32_64 = re.compile(r"(%?)(r|e|)([abcd]x|si|di|sp|bp)", re.I)
+_OFFSET = re.compile(r"\boffset\b", re.I)
+_BRACKETS = re.compile(r"\[.*?\]")
+_BRACKET = re.compile(r"\[([^\]]*)\]")
+_INTEL_IDENT = re.compile(r"(?<![\w.$])[A-Za-z_.][\w.$]*")
+_WORD = re.compile(r"[A-Za-z_]\w*")
+_ATT_ABS_MEM = re.compile(r"(\*?)(\s*%[c-gs]s\s*:)?\s*([^$%(*\s][^$%()]*)", re.I)
+_ATT_IMM = re.compile(r"\$(-?)(0x[0-9a-f]+)", re.I)
+_SYMBOL = re.compile(r"[A-Za-z_][\w.$]*")
+_ST_REG = re.compile(r"\bst\s*\(\s*(?:0x)?([0-7])\s*\)")
+_ATT_REG_NAME = re.compile(r"%(st\(\d\)|\w+)")
+_INTEL_REG_NAME = re.compile(r"(?<![\w.$])(st\(\d\)|[a-z_]\w*)")
+_WORD_PTR = re.compile(r"(?<![dqxy])word\s+ptr")
+_W_SUFFIX = re.compile(r"[a-z]+w")
+_Q_SUFFIX = re.compile(r"[a-z0-9]+q")
 
 
 _REG_CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)   # one instance, for the names only
@@ -755,15 +781,15 @@ def _join(prefixes, mnem, ops) -> str:
 def _number(tok: str, syntax: str):
     """Value of one numeric token under GNU as rules, or None if it is not a number."""
     t = tok.lower()
-    if re.fullmatch(r"0x[0-9a-f]+", t):
-        return int(t, 16)
-    if re.fullmatch(r"0b[01]+", t):
+    m = _NUMBER.fullmatch(t)
+    if m is None:
+        return None
+    if m.lastgroup == "bin":
         return int(t[2:], 2)
-    if re.fullmatch(r"0[0-7]*", t):
-        return int(t, 8)
-    if re.fullmatch(r"[1-9][0-9]*", t):
-        return int(t)
-    return None
+    return int(t, {"hex": 16, "oct": 8, "dec": 10}[m.lastgroup])
+
+
+_NUMBER = re.compile(r"(?P<hex>0x[0-9a-f]+)|(?P<bin>0b[01]+)|(?P<oct>0[0-7]*)|(?P<dec>[1-9][0-9]*)")
 
 
 _ADDED: "OrderedDict[tuple, tuple]" = OrderedDict()   # _KsProgram._add's results, per statement
@@ -823,7 +849,7 @@ class _KsProgram:
             stmt = stmt[m.end():].strip()
         if self._no_op_directive(stmt):
             stmt = ""
-        bad = re.search(r"[^\w%$,()\[\]:+\-*.\s]", stmt)
+        bad = _KS_BAD_CHAR.search(stmt)
         if bad:                          # K13: e.g. "<" makes keystone loop forever
             raise AsmError(f"line {lineno}: character {bad.group()!r} is not supported without GNU as")
         if stmt.startswith("."):
@@ -835,8 +861,7 @@ class _KsProgram:
         """Directives that change no byte here (so keystone need not see them)."""
         low = " ".join(stmt.lower().split())
         return (low in (".text", ".section .text", f".code{self.arch[-2:]}")
-                or re.fullmatch(r"\.(globl|global|local|hidden) [a-z_.$][\w.$]*", low) is not None
-                or re.fullmatch(r"\.type [a-z_.$][\w.$]*, *[@%](function|object|notype)", low) is not None
+                or _NO_OP_SYMBOL.fullmatch(low) is not None
                 or (self.syntax == "intel" and low == ".intel_syntax noprefix")
                 or (self.syntax == "att" and low in (".att_syntax", ".att_syntax prefix")))
 
@@ -869,7 +894,7 @@ class _KsProgram:
                 if k is None:
                     raise AsmError(f"line {lineno}: undefined local label '{m.group(0)}'")
                 return f"__asm_local_{n}_{k}"
-            st[2] = re.sub(r"(?<![\w$.])([0-9]+)([bfBF])(?![\w$.])", ref, text)
+            st[2] = _LOCAL_REF.sub(ref, text) if text else text
 
     def _add(self, lineno, stmt: str):
         """Add one statement; what it adds depends only on (arch, syntax, statement), so it is memoized."""
@@ -900,7 +925,7 @@ class _KsProgram:
         if far and not far["ops"].lstrip().startswith("*") and (
                 (far["m"].lower().startswith("l") and far["ops"].lstrip().startswith("$"))
                 or "far" in far["m"].lower()
-                or re.fullmatch(r"\s*[\w.$]+\s*:\s*[\w.$]+\s*", far["ops"])):
+                or _FAR_PAIR.fullmatch(far["ops"])):
             self._far(lineno, stmt, far)
             return
         br = _ABS_BRANCH.fullmatch(stmt)
@@ -910,15 +935,13 @@ class _KsProgram:
         values = []
 
         def hexify(m):                   # K1: every number becomes explicit hex
-            tok = m.group(0)
-            if re.fullmatch(r"__asm_local_\w+", tok):
-                return tok
+            tok = m.group(0)                 # (never a renamed local label: those start with "_")
             v = _number(tok, self.syntax)
             if v is None:
                 raise AsmError(f"line {lineno}: bad number '{tok}'")
             start = m.start()
             before = stmt[:start].rstrip()
-            st_reg = re.search(r"%?st\s*\(\s*$", before, re.I)
+            st_reg = _ST_OPEN.search(before)
             neg = before.endswith("-")
             if not st_reg:
                 values.append(-v if neg else v)
@@ -936,7 +959,7 @@ class _KsProgram:
         """Rewrite forms keystone encodes differently from GNU as (K6, K9-K12)."""
         prefixes, mnem, ops = _split_insn(text)
         low, x64 = mnem.lower(), self.arch == "x86_64"
-        branch = re.fullmatch(r"j[a-z]+|call[lqw]?|loop[a-z]*|xbegin", low) is not None
+        branch = _BRANCH_MNEM.fullmatch(low) is not None
         # K10: GNU as assembles "int $3" as the one-byte int3 (CC); keystone gives CD 03
         if low == "int" and len(ops) == 1 and ops[0].lstrip("$") == "0x3":
             return _join(prefixes, "int3", [])
@@ -944,56 +967,55 @@ class _KsProgram:
         # "movw %fs, (%rax)", Intel "mov word ptr [eax], ds") or REX.W ("mov %fs, %rax");
         # GNU as emits neither (Intel SDM Vol. 2B MOV: Sreg moves ignore operand size).
         # Said with no size and a 32-bit register, keystone emits GNU's bytes.
-        if re.fullmatch(r"mov[wlq]?", low) and len(ops) == 2 and any(
-                re.fullmatch(r"%?[c-gs]s", o.strip(), re.I) for o in ops):
+        if low in ("mov", "movw", "movl", "movq") and len(ops) == 2 and any(
+                _SREG.fullmatch(o.strip()) for o in ops):
             dest = len(ops) - 1 if self.syntax == "att" else 0
-            to_sreg = re.fullmatch(r"%?[c-gs]s", ops[dest].strip(), re.I) is not None
+            to_sreg = _SREG.fullmatch(ops[dest].strip()) is not None
             for i, o in enumerate(ops):
-                o = re.sub(r"^(?:word|dword|qword)\s+ptr\s+", "", o.strip(), flags=re.I)
+                o = _SIZE_PTR.sub("", o.strip())
                 # r64 -> r32 always; r16 -> r32 only when loading the Sreg ("mov %ds, %ax" keeps 66)
-                m = re.fullmatch(r"(%?)(r|e|)([abcd]x|si|di|sp|bp)", o, re.I)
+                m = _GPR16_32_64.fullmatch(o)
                 if m and (m.group(2).lower() == "r" or (to_sreg and not m.group(2))):
                     o = f"{m.group(1)}e{m.group(3)}"
                 ops[i] = o
             return _join(prefixes, "mov", ops)
         # K11 too: 32-bit Intel "push ds" -> 66 1e (GNU as: 1e); no spelling avoids it
         if self.syntax == "intel" and not x64 and low in ("push", "pop") and len(ops) == 1 \
-                and re.fullmatch(r"[c-es]s", ops[0].strip(), re.I):
+                and ops[0].strip().lower() in ("cs", "ds", "es", "ss"):
             raise AsmError(f"line {lineno}: '{text}' in 32-bit Intel syntax gets a stray 0x66 from "
                            "keystone 0.9.2; not supported without GNU as")
         # K14: "nopw 0x0(%rax,%rax,1)" -> 66 0f 18 /4 (a prefetch-hint opcode) instead
         # of GNU's 66 0f 1f /0; multi-byte nops are refused
-        if re.fullmatch(r"nop[wlq]?", low) and ops:
+        if low in ("nop", "nopw", "nopl", "nopq") and ops:
             raise AsmError(f"line {lineno}: multi-byte '{mnem}' is mis-encoded by keystone 0.9.2; "
                            "not supported without GNU as")
-        if self.syntax == "intel" and re.search(r"\boffset\b", text, re.I):
+        if self.syntax == "intel" and _OFFSET.search(text):
             raise AsmError(f"line {lineno}: 'offset' is not supported without GNU as")
         if self.syntax == "intel" and not branch:
             for op in ops:               # K12: GNU Intel "mov eax, lab" loads memory; keystone
-                bare = re.sub(r"\[.*?\]", "", op)   # makes it an immediate
-                for ident in re.findall(r"(?<![\w.$])[A-Za-z_.][\w.$]*", bare):
+                bare = _BRACKETS.sub("", op)     # makes it an immediate
+                for ident in _INTEL_IDENT.findall(bare):
                     if ident.lower() not in _REGISTERS and ident.lower() not in _INTEL_WORDS:
                         raise AsmError(f"line {lineno}: symbol operand '{ident}' without brackets is "
                                        "not supported without GNU as (write [" + ident + "])")
         if x64:                          # K9: absolute memory operands
             for i, op in enumerate(ops):
                 if self.syntax == "att":
-                    m = re.fullmatch(r"(\*?)(\s*%[c-gs]s\s*:)?\s*([^$%(*\s][^$%()]*)", op.strip(), re.I)
+                    m = _ATT_ABS_MEM.fullmatch(op.strip())
                     if m and (not branch or m.group(1)):
                         ops[i] = f"{m.group(1)}{m.group(2) or ''}{m.group(3).strip()}(,%riz,1)"
                 else:
-                    m = re.search(r"\[([^\]]*)\]", op)
-                    if m and not any(t.lower() in _REGISTERS
-                                     for t in re.findall(r"[A-Za-z_][\w]*", m.group(1))):
+                    m = _BRACKET.search(op)
+                    if m and not any(t.lower() in _REGISTERS for t in _WORD.findall(m.group(1))):
                         ops[i] = op[:m.start()] + f"[riz*1+{m.group(1).strip()}]" + op[m.end():]
         # K6: keystone picks movabs for "mov $imm, %r64"; GNU as uses C7 /0 when imm fits
         if x64 and low == "mov" and len(ops) == 2 and self.syntax == "att":
-            m = re.fullmatch(r"\$(-?)(0x[0-9a-f]+)", ops[0].strip(), re.I)
-            if m and re.fullmatch(_REG64, ops[1].strip(), re.I):
+            m = _ATT_IMM.fullmatch(ops[0].strip())
+            if m and _REG64.fullmatch(ops[1].strip()):
                 v = int(m.group(2), 16) * (-1 if m.group(1) else 1)
                 if -(1 << 31) <= v < (1 << 31):
                     mnem = "movq"
-            elif ops[0].strip().startswith("$") and re.fullmatch(_REG64, ops[1].strip(), re.I):
+            elif ops[0].strip().startswith("$") and _REG64.fullmatch(ops[1].strip()):
                 mnem = "movq"            # "$label": GNU uses C7 /0 + R_X86_64_32S too
         return _join(prefixes, mnem, ops)
 
@@ -1032,7 +1054,7 @@ class _KsProgram:
         off = parts[1] if ok else ""
         off_num = _number(off, self.syntax) if off[:1].isdigit() else None
         if sel is None or sel >= 1 << 16 or not (
-                (off_num is not None and off_num < 1 << 32) or re.fullmatch(r"[A-Za-z_][\w.$]*", off)):
+                (off_num is not None and off_num < 1 << 32) or _SYMBOL.fullmatch(off)):
             raise AsmError(f"line {lineno}: far {far['m'].split()[0]} '{ops}' is not supported without "
                            "GNU as (only 'selector, offset' with a number or label offset)")
         op = "0x9a" if "call" in far["m"].lower() else "0xea"
@@ -1179,64 +1201,71 @@ def _ks_asm_here(text: str, arch: str, syntax: str, address: int):
     with _KS_LOCK:
         _KS_MISSING.clear()
         try:
-            enc, _ = _ks_engine(arch, syntax).asm(text.encode(), address)
-            return bytes(enc or b""), None, list(_KS_MISSING)
+            enc, _ = _ks_engine(arch, syntax).asm(text.encode(), address, as_bytes=True)
+            return enc or b"", None, list(_KS_MISSING)
         except K.KsError as e:
             return None, str(e).split(" (KS_ERR")[0], list(_KS_MISSING)
 
 
-# Encodings of single statements, for programs with no label and no branch: there nothing keystone emits
-# depends on where a statement sits (numbers are absolute, K8's branches are placeholders patched later), so a
-# program is the concatenation of its statements' bytes, and a statement met before costs no keystone call.
+# Encodings of single statements that name no label and are no branch: nothing keystone emits for them depends
+# on where they sit (numbers are absolute, K8's branches are placeholders patched later), so a program is the
+# concatenation of its statements' bytes, and a statement met before costs no keystone call.
 _PIECES: "OrderedDict[tuple, bytes]" = OrderedDict()
 _PIECES_ENTRIES = 4096
 _BRANCHY = re.compile(r"^(?:[a-z0-9]+\s+)*?(?:j[a-z]+|call[a-z]*|loop[a-z]*|xbegin|lcall|ljmp)\b", re.I)
+_CUT = "__asm_cut_"                      # labels _pieces puts between statements
 
 
 _LABEL_BRANCH = re.compile(r"(jmp|call|j[a-z]{1,4})[lqw]?\s+([A-Za-z_.][\w.$]*)", re.I)
 _IDENT = re.compile(r"(?<![\w.$%])[A-Za-z_.][\w.$]*")
 
 
-def _piece(line: str, arch: str, syntax: str):
-    key = (arch, syntax, line)
-    b = _PIECES.get(key)
-    if b is None:
-        b, err, missing = _ks_asm_here(line, arch, syntax, 0)
-        if err is not None or missing or not b:
-            return None
-        _PIECES[key] = b
-        while len(_PIECES) > _PIECES_ENTRIES:
-            _PIECES.popitem(last=False)
-    return b
+def _pieces(lines: list, arch: str, syntax: str) -> list:
+    """keystone's bytes for each of ``lines`` (statements that name no label and are no branch), or None where
+    keystone refuses one or emits nothing. Lines met before come from _PIECES; the others from ONE keystone call
+    (its cost is mostly fixed): a label after each line and a table of those labels' addresses at the end
+    (".long") give exactly the bytes each line produced. If that call fails, each new line is asked alone."""
+    memo = [_PIECES.get((arch, syntax, line)) for line in lines]
+    new = list(dict.fromkeys(line for line, b in zip(lines, memo) if b is None))
+    if not new:
+        return memo
+    got = {}
+    if len(new) > 1 and not any(_CUT in line for line in new):
+        n = len(new)
+        text = "\n".join(f"{line}\n{_CUT}{k}:" for k, line in enumerate(new)) + \
+            "\n.long " + ", ".join(f"{_CUT}{k}" for k in range(n))
+        code, err, missing = _ks_asm_here(text, arch, syntax, 0)
+        if err is None and not missing and len(code) > 4 * n:
+            ends, start = struct.unpack(f"<{n}I", code[-4 * n:]), 0
+            if ends[-1] == len(code) - 4 * n:
+                for line, end in zip(new, ends):
+                    if end <= start:     # a line with no bytes (K2) or labels out of order: ask alone
+                        got = {}
+                        break
+                    got[line], start = code[start:end], end
+    for line in new:
+        if line not in got:
+            b, err, missing = _ks_asm_here(line, arch, syntax, 0)
+            got[line] = b if err is None and not missing and b else None
+    for line, b in got.items():
+        if b is not None:
+            _PIECES[arch, syntax, line] = b
+    while len(_PIECES) > _PIECES_ENTRIES:
+        _PIECES.popitem(last=False)
+    return [got[line] if b is None else b for line, b in zip(lines, memo)]
 
 
-def _ks_program_here(prog, arch: str, syntax: str, address: int):
-    """keystone's bytes for the program, from memoized statements where it can: statements that name no label
-    are position-independent pieces, and direct jumps and calls to labels are laid out here the way GNU as
-    relaxes them (Intel SDM Vol. 2A JMP/Jcc/CALL: EB rel8 or E9 rel32, 70+cc rel8 or 0F 80+cc rel32, E8
-    rel32 -- short wherever the final displacement fits, found by growing until nothing changes). Anything
-    else is one whole-program keystone call. The cross-check then judges the result either way."""
-    whole = "\n".join(prog.lines)
-    labels = set(prog.label_index)
-    items = []                           # ("label", name) | ("bytes", b) | ("br", kind, target)
-    for line in prog.lines:
-        if line.endswith(":") and line[:-1] in labels:
-            items.append(("label", line[:-1]))
-            continue
-        m = _LABEL_BRANCH.fullmatch(line)
-        if m and m.group(2) in labels:
-            mn = m.group(1).lower()
-            kind = "jmp" if mn == "jmp" else "call" if mn == "call" else mn[1:] if mn[1:] in _CC else None
-            if kind is None:
-                return _ks_asm_here(whole, arch, syntax, address)
-            items.append(("br", kind, m.group(2)))
-            continue
-        if _BRANCHY.match(line) or any(w in labels for w in _IDENT.findall(line)):
-            return _ks_asm_here(whole, arch, syntax, address)
-        b = _piece(line, arch, syntax)
-        if b is None:                    # the whole-program call reports it properly
-            return _ks_asm_here(whole, arch, syntax, address)
-        items.append(("bytes", b))
+def _branch_kind(mnemonic: str):
+    """"jmp", "call" or a condition ("ne") for a direct branch _layout can place, else None (jecxz, loop...)."""
+    mn = mnemonic.lower()
+    return mn if mn in ("jmp", "call") else mn[1:] if mn[1:] in _CC else None
+
+
+def _layout(items: list, arch: str, address: int):
+    """The bytes of each item -- ("label", name), ("bytes", b) or ("br", kind, label) -- placed from ``address``
+    the way GNU as relaxes direct jumps and calls to labels (Intel SDM Vol. 2A JMP/Jcc/CALL: EB rel8 or E9 rel32,
+    70+cc rel8 or 0F 80+cc rel32, E8 rel32 -- short wherever the final displacement fits, found by growing
+    until nothing changes), and each label's address; None if a branch cannot reach its label."""
     long = set()                         # indexes of branches that need the rel32 form
     while True:
         pos, where, sizes = address, {}, []
@@ -1261,27 +1290,59 @@ def _ks_program_here(prog, arch: str, syntax: str, address: int):
             pos += n
         if not grew:
             break
-    out, pos = bytearray(), address
+    parts, pos = [], address
     for i, (it, n) in enumerate(zip(items, sizes)):
         if it[0] == "bytes":
-            out += it[1]
-        elif it[0] == "br":
+            parts.append(it[1])
+        elif it[0] == "label":
+            parts.append(b"")
+        else:
             rel = where[it[2]] - (pos + n)
             if arch == "x86_32":
                 rel = (rel + (1 << 31)) % (1 << 32) - (1 << 31)
             if not -(1 << 31) <= rel < (1 << 31):
-                return _ks_asm_here(whole, arch, syntax, address)
+                return None
+            rel32 = (rel & 0xFFFFFFFF).to_bytes(4, "little")
             if it[1] == "call":
-                out += b"\xe8" + (rel & 0xFFFFFFFF).to_bytes(4, "little")
+                parts.append(b"\xe8" + rel32)
             elif it[1] == "jmp":
-                out += (b"\xe9" + (rel & 0xFFFFFFFF).to_bytes(4, "little")) if i in long else \
-                    bytes([0xEB, rel & 0xFF])
+                parts.append(b"\xe9" + rel32 if i in long else bytes([0xEB, rel & 0xFF]))
             else:
                 cc = _CC[it[1]]
-                out += (bytes([0x0F, 0x80 + cc]) + (rel & 0xFFFFFFFF).to_bytes(4, "little")) if i in long else \
-                    bytes([0x70 + cc, rel & 0xFF])
+                parts.append(bytes([0x0F, 0x80 + cc]) + rel32 if i in long else bytes([0x70 + cc, rel & 0xFF]))
         pos += n
-    return bytes(out), None, []
+    return parts, where
+
+
+def _ks_program_here(prog, arch: str, syntax: str, address: int):
+    """keystone's bytes for the program, from memoized statements where it can: statements that name no label
+    are position-independent pieces (_pieces), direct jumps and calls to labels are placed by _layout. Anything
+    else is one whole-program keystone call. The cross-check then judges the result either way."""
+    whole = "\n".join(prog.lines)
+    labels = set(prog.label_index)
+    items, lines = [], []                # items: ("label", name) | ("bytes", index in lines) | ("br", kind, name)
+    for line in prog.lines:
+        if line.endswith(":") and line[:-1] in labels:
+            items.append(("label", line[:-1]))
+            continue
+        m = _LABEL_BRANCH.fullmatch(line)
+        if m and m.group(2) in labels:
+            kind = _branch_kind(m.group(1))
+            if kind is None:
+                return _ks_asm_here(whole, arch, syntax, address)
+            items.append(("br", kind, m.group(2)))
+            continue
+        if _BRANCHY.match(line) or any(w in labels for w in _IDENT.findall(line)):
+            return _ks_asm_here(whole, arch, syntax, address)
+        items.append(("bytes", len(lines)))
+        lines.append(line)
+    pieces = _pieces(lines, arch, syntax)
+    if None in pieces:                   # the whole-program call reports it properly
+        return _ks_asm_here(whole, arch, syntax, address)
+    placed = _layout([("bytes", pieces[it[1]]) if it[0] == "bytes" else it for it in items], arch, address)
+    if placed is None:
+        return _ks_asm_here(whole, arch, syntax, address)
+    return b"".join(placed[0]), None, []
 
 
 def _keystone_assemble(source: str, arch: str, syntax: str, address: int) -> bytes:
@@ -1355,11 +1416,13 @@ def _patch_branches(prog, code: bytes, decoded, arch: str) -> bytes:
 
 
 def _regs_in_text(text: str, syntax: str) -> set:
-    text = re.sub(r"\bst\s*\(\s*(?:0x)?([0-7])\s*\)", r"st(\1)", text.lower())   # st(0x1) -> st(1)
+    text = text.lower()
+    if "st" in text:
+        text = _ST_REG.sub(r"st(\1)", text)       # st(0x1) -> st(1)
     if syntax == "att":
-        names = re.findall(r"%(st\(\d\)|\w+)", text)
+        names = _ATT_REG_NAME.findall(text)
     else:
-        names = [n for n in re.findall(r"(?<![\w.$])(st\(\d\)|[a-z_]\w*)", text)
+        names = [n for n in _INTEL_REG_NAME.findall(text)
                  if n in _REGISTERS or n == "st"]
     return {"st(0)" if n == "st" else n for n in names} - {"riz", "eiz"}
 
@@ -1493,11 +1556,10 @@ def _prefix_problem(insn, text: str, regs: set, arch: str):
         return None                      # SSE/x87: 0x66 and REX.W are part of the opcode
     asked = _split_insn(low)[1]
     if insn.prefix[2] == 0x66 and not (
-            regs & _R16 or re.search(r"(?<![dqxy])word\s+ptr", low) or "data16" in low
-            or re.fullmatch(r"[a-z]+w", asked)):
+            regs & _R16 or _WORD_PTR.search(low) or "data16" in low or _W_SUFFIX.fullmatch(asked)):
         return "a 0x66 prefix the statement does not ask for"
     if arch == "x86_64" and insn.rex & 8 and not (
-            regs & _R64 or "qword" in low or re.fullmatch(r"[a-z0-9]+q", asked)
+            regs & _R64 or "qword" in low or _Q_SUFFIX.fullmatch(asked)
             or asked in ("cqto", "cqo", "cdqe", "movabs", "movsxd", "cmpxchg16b")):
         return "a REX.W prefix the statement does not ask for"
     return None
