@@ -37,6 +37,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import re
@@ -691,6 +692,7 @@ _CC = {"o": 0, "no": 1, "b": 2, "c": 2, "nae": 2, "ae": 3, "nb": 3, "nc": 3, "e"
        "po": 11, "l": 12, "nge": 12, "ge": 13, "nl": 13, "le": 14, "ng": 14, "g": 15, "nle": 15}
 _PREFIXES = {"rep", "repe", "repz", "repne", "repnz", "lock", "data16", "data32", "addr32", "addr16",
              "cs", "ds", "es", "fs", "gs", "ss"}
+_INSN_PREFIXES = _PREFIXES - {"cs", "ds", "es", "fs", "gs", "ss"}
 _DESCRIPTOR_TABLE = re.compile(r"^(lidt|lgdt|sidt|sgdt)[lqw]?\b", re.I)
 _REG64 = re.compile(r"%(?:r[a-d]x|r[sd]i|r[sb]p|r(?:[89]|1[0-5]))", re.I)
 # the front end's other patterns, compiled once (they run for every new statement)
@@ -721,8 +723,12 @@ _Q_SUFFIX = re.compile(r"[a-z0-9]+q")
 
 
 _REG_CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)   # one instance, for the names only
-_REGISTERS = {_REG_CS.reg_name(i) for i in range(1, capstone.x86.X86_REG_ENDING)} - {None}
+_REG_NAMES = {"x86_64": tuple(_REG_CS.reg_name(i) for i in range(capstone.x86.X86_REG_ENDING))}  # its reg_name
+_REG_CS.mode = capstone.CS_MODE_32
+_REG_NAMES["x86_32"] = tuple(_REG_CS.reg_name(i) for i in range(capstone.x86.X86_REG_ENDING))  # eflags, not rflags
+_REGISTERS = set(_REG_NAMES["x86_64"]) - {None}
 del _REG_CS
+_OP_IMM, _OP_REG, _OP_MEM = capstone.x86.X86_OP_IMM, capstone.x86.X86_OP_REG, capstone.x86.X86_OP_MEM
 _INTEL_WORDS = {"byte", "word", "dword", "qword", "fword", "tbyte", "xmmword", "ymmword", "ptr",
                 "far", "near", "short", "st"}
 _STRING_OPS = re.compile(r"(rep[a-z]*\s+)?(movs|stos|lods|scas|cmps|ins|outs)[bwlqd]?$|xlatb?$", re.I)
@@ -753,13 +759,19 @@ def _split_insn(text: str):
     """'rep movsb' -> (['rep'], 'movsb', []); operands split at top-level commas."""
     words = text.split(None, 1)
     prefixes = []
-    while len(words) == 2 and words[0].lower() in _PREFIXES - {"cs", "ds", "es", "fs", "gs", "ss"}:
+    while len(words) == 2 and words[0].lower() in _INSN_PREFIXES:
         prefixes.append(words[0])
         words = words[1].split(None, 1)
     if not words:
         return prefixes, "", []
+    rest = words[1] if len(words) > 1 else ""
+    if not any(ch in rest for ch in "()[]"):     # no nesting: every comma is a top-level one
+        ops = [op.strip() for op in rest.split(",")]
+        if not ops[-1]:
+            ops.pop()
+        return prefixes, words[0], ops
     ops, depth, cur = [], 0, ""
-    for ch in (words[1] if len(words) > 1 else ""):
+    for ch in rest:
         if ch in "([":
             depth += 1
         elif ch in ")]":
@@ -772,6 +784,15 @@ def _split_insn(text: str):
     if cur.strip():
         ops.append(cur.strip())
     return prefixes, words[0], ops
+
+
+def _mnemonic(low: str) -> str:
+    """_split_insn(low)[1], without splitting the operands."""
+    words = low.split()
+    k = 0
+    while k < len(words) - 1 and words[k] in _INSN_PREFIXES:
+        k += 1
+    return words[k] if words else ""
 
 
 def _join(prefixes, mnem, ops) -> str:
@@ -1262,56 +1283,38 @@ def _branch_kind(mnemonic: str):
 
 
 def _layout(items: list, arch: str, address: int):
-    """The bytes of each item -- ("label", name), ("bytes", b) or ("br", kind, label) -- placed from ``address``
-    the way GNU as relaxes direct jumps and calls to labels (Intel SDM Vol. 2A JMP/Jcc/CALL: EB rel8 or E9 rel32,
-    70+cc rel8 or 0F 80+cc rel32, E8 rel32 -- short wherever the final displacement fits, found by growing
-    until nothing changes), and each label's address; None if a branch cannot reach its label."""
-    long = set()                         # indexes of branches that need the rel32 form
+    """Place items -- ("label", name), ("bytes", b, ...) or ("br", kind, label, ...) -- from ``address``, with
+    direct jumps and calls to labels relaxed the way GNU as does (Intel SDM Vol. 2A JMP/Jcc/CALL: EB rel8 or E9
+    rel32, 70+cc rel8 or 0F 80+cc rel32, E8 rel32 -- short wherever the final displacement fits, found by growing
+    until nothing changes). -> (each item's bytes, each item's address and then the end, each label's address),
+    or None if a branch cannot reach its label."""
+    sizes = [0 if it[0] == "label" else len(it[1]) if it[0] == "bytes" else 5 if it[1] == "call" else 2
+             for it in items]
+    branches = [i for i, it in enumerate(items) if it[0] == "br"]
     while True:
-        pos, where, sizes = address, {}, []
-        for i, it in enumerate(items):
-            if it[0] == "label":
-                where[it[1]] = pos
-                n = 0
-            elif it[0] == "bytes":
-                n = len(it[1])
-            else:
-                n = 5 if it[1] in ("jmp", "call") and (i in long or it[1] == "call") else \
-                    2 if i not in long else 6
-            sizes.append(n)
-            pos += n
+        starts = list(itertools.accumulate(sizes, initial=address))
+        where = {it[1]: starts[i] for i, it in enumerate(items) if it[0] == "label"}
         grew = False
-        pos = address
-        for i, (it, n) in enumerate(zip(items, sizes)):
-            if it[0] == "br" and it[1] != "call" and i not in long:
-                if not -128 <= where[it[2]] - (pos + n) <= 127:
-                    long.add(i)
-                    grew = True
-            pos += n
+        for i in branches:
+            if sizes[i] == 2 and not -128 <= where[items[i][2]] - starts[i + 1] <= 127:
+                sizes[i] = 5 if items[i][1] == "jmp" else 6
+                grew = True
         if not grew:
             break
-    parts, pos = [], address
-    for i, (it, n) in enumerate(zip(items, sizes)):
-        if it[0] == "bytes":
-            parts.append(it[1])
-        elif it[0] == "label":
-            parts.append(b"")
+    parts = [it[1] if it[0] == "bytes" else b"" for it in items]
+    for i in branches:
+        kind, rel = items[i][1], where[items[i][2]] - starts[i + 1]
+        if arch == "x86_32":
+            rel = (rel + (1 << 31)) % (1 << 32) - (1 << 31)      # 32-bit EIP wraps
+        if not -(1 << 31) <= rel < (1 << 31):
+            return None
+        rel32 = (rel & 0xFFFFFFFF).to_bytes(4, "little")
+        if sizes[i] == 2:
+            parts[i] = bytes([0xEB if kind == "jmp" else 0x70 + _CC[kind], rel & 0xFF])
         else:
-            rel = where[it[2]] - (pos + n)
-            if arch == "x86_32":
-                rel = (rel + (1 << 31)) % (1 << 32) - (1 << 31)
-            if not -(1 << 31) <= rel < (1 << 31):
-                return None
-            rel32 = (rel & 0xFFFFFFFF).to_bytes(4, "little")
-            if it[1] == "call":
-                parts.append(b"\xe8" + rel32)
-            elif it[1] == "jmp":
-                parts.append(b"\xe9" + rel32 if i in long else bytes([0xEB, rel & 0xFF]))
-            else:
-                cc = _CC[it[1]]
-                parts.append(bytes([0x0F, 0x80 + cc]) + rel32 if i in long else bytes([0x70 + cc, rel & 0xFF]))
-        pos += n
-    return parts, where
+            parts[i] = (b"\xe8" if kind == "call" else b"\xe9" if kind == "jmp" else bytes([0x0F, 0x80 + _CC[kind]])) \
+                + rel32
+    return parts, starts, where
 
 
 def _ks_program_here(prog, arch: str, syntax: str, address: int):
@@ -1441,6 +1444,12 @@ _CHECKED: "OrderedDict[tuple, str | None]" = OrderedDict()
 _CHECKED_ENTRIES = 4096
 
 
+def _remember(key: tuple, why) -> None:
+    _CHECKED[key] = why
+    while len(_CHECKED) > _CHECKED_ENTRIES:
+        _CHECKED.popitem(last=False)
+
+
 def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address: int):
     """Decode keystone's output with capstone and check it against the source:
     one instruction per statement covering every byte; every number of the
@@ -1470,7 +1479,8 @@ def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address:
         br = _LABEL_BRANCH.fullmatch(text) if len(refs) == 1 else None
         if key is not None and key in _CHECKED:
             why = _CHECKED[key]
-        elif br and br.group(2) == refs[0].group(1) and _branch_lands(d, br, labels[br.group(2)], arch):
+        elif br and br.group(2) == refs[0].group(1) and _branch_lands(d.mnemonic, d.op_str, br.group(1),
+                                                                       labels[br.group(2)], arch):
             why = None                   # a direct jump/call to a label: its decoded target is the label
         else:
             cs = cs or _capstone(arch, syntax, skipdata=False)
@@ -1480,23 +1490,22 @@ def _cross_check(prog: _KsProgram, code: bytes, arch: str, syntax: str, address:
                                "address space")
             why = _check_one(insn, stmt, values, text, refs, labels, arch, syntax)
             if key is not None:
-                _CHECKED[key] = why
-                while len(_CHECKED) > _CHECKED_ENTRIES:
-                    _CHECKED.popitem(last=False)
+                _remember(key, why)
         if why:
             raise AsmError(f"line {lineno}: keystone encoded '{_clip(stmt, 60)}' as '{d.mnemonic} "
                            f"{d.op_str}' ({why}); not supported without GNU as")
     return decoded
 
 
-def _branch_lands(d, br, target: int, arch: str) -> bool:
-    """Does the decoded direct branch ``d`` (detail-free: mnemonic and op_str) go where ``br`` asked?"""
-    mn, want = d.mnemonic.lower(), br.group(1).lower()
+def _branch_lands(mnemonic: str, op_str: str, asked: str, target: int, arch: str) -> bool:
+    """Does the decoded direct branch (detail-free: mnemonic and op_str) go where the statement's ``asked``
+    mnemonic (as _LABEL_BRANCH reads it) said, to ``target``?"""
+    mn, want = mnemonic.lower(), asked.lower()
     if not (mn.rstrip("lqw") == want or (want[0] == "j" and mn.startswith("j") and want not in ("jmp",)
                                           and mn[1:] in _CC and want[1:] in _CC and _CC[mn[1:]] == _CC[want[1:]])):
         return False
     try:
-        got = int(d.op_str.strip(), 16)
+        got = int(op_str.strip(), 16)
     except ValueError:
         return False
     return got == target % (1 << (64 if arch == "x86_64" else 32))
@@ -1507,18 +1516,19 @@ _LABEL_REF = re.compile(r"(?<![\w.%])([A-Za-z_.][\w.$]*)(?:\s*([-+])\s*(0x[0-9a-
 
 def _check_one(insn, stmt, values, text, refs, labels, arch, syntax):
     """Why the decoded ``insn`` is not what ``stmt`` asked for, or None."""
-    found, regs, rip = [], set(), None
+    found, regs, rip, reg_name = [], set(), None, _REG_NAMES[arch]
     for op in insn.operands:
-        if op.type == capstone.x86.X86_OP_IMM:
+        if op.type == _OP_IMM:
             found.append((op.imm, op.size or 8))
-        elif op.type == capstone.x86.X86_OP_REG:
-            regs.add(insn.reg_name(op.reg))
-        elif op.type == capstone.x86.X86_OP_MEM:
-            found.append((op.mem.disp, 8 if arch == "x86_64" else 4))
-            found.append((op.mem.scale, 8))
-            regs |= {insn.reg_name(r) for r in (op.mem.base, op.mem.index, op.mem.segment) if r}
-            if op.mem.base == capstone.x86.X86_REG_RIP:
-                rip = insn.address + insn.size + op.mem.disp
+        elif op.type == _OP_REG:
+            regs.add(reg_name[op.reg])
+        elif op.type == _OP_MEM:
+            mem = op.mem
+            found.append((mem.disp, 8 if arch == "x86_64" else 4))
+            found.append((mem.scale, 8))
+            regs.update(reg_name[r] for r in (mem.base, mem.index, mem.segment) if r)
+            if mem.base == capstone.x86.X86_REG_RIP:
+                rip = insn.address + insn.size + mem.disp
     why, values = None, list(values)
     # label references: "lab", "lab+0x4", "lab-0x8" must decode to the label's address (+n)
     for m in refs:
@@ -1554,7 +1564,7 @@ def _prefix_problem(insn, text: str, regs: set, arch: str):
     low = text.lower()                   # judged on the source, never on capstone's reading
     if any(r.startswith(("xmm", "ymm", "mm", "st")) for r in regs):
         return None                      # SSE/x87: 0x66 and REX.W are part of the opcode
-    asked = _split_insn(low)[1]
+    asked = _mnemonic(low)
     if insn.prefix[2] == 0x66 and not (
             regs & _R16 or _WORD_PTR.search(low) or "data16" in low or _W_SUFFIX.fullmatch(asked)):
         return "a 0x66 prefix the statement does not ask for"
@@ -1576,6 +1586,138 @@ def _same(v: int, got: int, size: int) -> bool:
 def _implicit_one(v: int, insn) -> bool:
     # "shl $1, %eax" is encoded D1 /4 (shift by one); capstone shows no immediate.
     return v == 1 and insn.opcode[0] in (0xD0, 0xD1)
+
+
+# ----------------------------------------------------------------------------
+# auto's fast path: a program assembled from statements checked one by one
+# ----------------------------------------------------------------------------
+# A program whose statements are all label definitions, instructions that name no label and are no branch, and
+# direct jumps and calls to its own labels is, for the pipeline above (_KsProgram, _ks_program_here,
+# _cross_check), the concatenation of its instructions' bytes with the branches placed by _layout: each
+# instruction's bytes, its verdict and its listing text depend on the statement alone. So each statement goes
+# through that pipeline once, alone (_learn), and what it contributes is memoized (_Stmt). A program made only
+# of such statements is then put together here without rewriting, keystone or a detail decode; anything else
+# (a statement _learn refused, a prefix on its own line, a numeric label, a label an instruction names, a label
+# defined twice, a string) returns None and takes the full path, with its errors and line numbers. The tests
+# hold the two paths equal on generated programs, errors included.
+class _Stmt(NamedTuple):
+    labels: tuple                        # label names the statement defines
+    code: bytes | None                   # an instruction's bytes (checked alone), or None
+    text: str                            # its listing text (the same at any address)
+    branch: str | None                   # or a direct branch to a label: _branch_kind's "jmp", "call", "ne"...
+    asked: str                           # the branch's mnemonic as written (for _branch_lands)
+    target: str | None                   # the branch's label
+    names: frozenset                     # identifiers the instruction names
+
+
+_STMTS: dict = {}                        # (arch, syntax) -> OrderedDict: raw statement -> _Stmt, or None
+_STMTS_ENTRIES = 4096
+_UNKNOWN = object()
+_ELSEWHERE = 0x7FFF_F000                 # a second address at which a piece's listing text must not change
+
+
+def _learn(raws: list, arch: str, syntax: str) -> dict:
+    """raw statement -> _Stmt (or None: the full path handles programs with it), each statement through the
+    pipeline alone; the new instructions among them take one keystone call in all (_pieces)."""
+    out, pending = {}, []
+    for raw in raws:
+        out[raw] = None
+        try:
+            _validate_source(raw)
+            prog = _KsProgram(raw, arch, syntax)
+        except AsmError:
+            continue
+        labels = tuple(prog.label_index)
+        if any(lab.startswith("__asm_") for lab in labels):
+            continue                     # numeric local labels (renamed by _number_labels)
+        if not prog.insns:
+            out[raw] = _Stmt(labels, None, "", None, "", None, frozenset())
+            continue
+        (_, _, values, text), = prog.insns
+        if values is None:               # far jumps and absolute branches: their bytes depend on more
+            continue
+        names = frozenset(_IDENT.findall(text)) | {m.group(1) for m in _LABEL_REF.finditer(text)}
+        br = _LABEL_BRANCH.fullmatch(text)
+        kind = _branch_kind(br.group(1)) if br else None
+        if kind is not None:
+            out[raw] = _Stmt(labels, None, "", kind, br.group(1), br.group(2), names)
+        elif not (_BRANCHY.match(text) or names.intersection(labels) or any(n.startswith("__asm_") for n in names)):
+            pending.append((raw, prog.insns[0], labels, names))
+    codes = _pieces([p[1][3] for p in pending], arch, syntax)
+    cs, lite = _capstone(arch, syntax, skipdata=False), _capstone_lite(arch, syntax, skipdata=False)
+    for (raw, (_, stmt, values, text), labels, names), code in zip(pending, codes):
+        if code is None:
+            continue
+        # _cross_check's work for one instruction that names no label, with one decode in detail mode
+        insn = next(cs.disasm(code, 0, 2), None)
+        if insn is None or insn.size != len(code):
+            continue                     # not one instruction
+        key = (arch, syntax, stmt, text, tuple(values), code)
+        why = _CHECKED[key] if key in _CHECKED else _check_one(insn, stmt, values, text, [], {}, arch, syntax)
+        _remember(key, why)
+        # the listing's text, from the detail-free decoder as on the full path, at another address: the same
+        if why is None and next(lite.disasm_lite(code, _ELSEWHERE), None) == (_ELSEWHERE, len(code), insn.mnemonic,
+                                                                             insn.op_str):
+            out[raw] = _Stmt(labels, code, f"{insn.mnemonic} {insn.op_str}".strip(), None, "", None, names)
+    memo = _STMTS.setdefault((arch, syntax), OrderedDict())
+    memo.update(out)
+    while len(memo) > _STMTS_ENTRIES:
+        memo.popitem(last=False)
+    return out
+
+
+def _fast_build(source: str, arch: str, syntax: str, address: int):
+    """(code, listing) from memoized statements (see above), or None: then the full path decides."""
+    if len(source) > MAX_SOURCE or '"' in source or "\0" in source:
+        return None
+    if "\r" in source:
+        source = source.replace("\r\n", "\n").replace("\r", "\n")
+    if "#" in source:                    # (no string literal: '#' starts a comment, ';' ends a statement)
+        source = _COMMENT.sub("", source)
+    raws = [r for r in map(str.strip, source.replace(";", "\n").split("\n")) if r]
+    memo = _STMTS.get((arch, syntax), {})
+    stmts = [memo.get(r, _UNKNOWN) for r in raws]
+    if _UNKNOWN in stmts:
+        new = _learn(list(dict.fromkeys(r for r, s in zip(raws, stmts) if s is _UNKNOWN)), arch, syntax)
+        stmts = [new[r] if s is _UNKNOWN else s for r, s in zip(raws, stmts)]
+    if None in stmts:
+        return None
+    labels = [lab for s in stmts for lab in s.labels]
+    defined = set(labels)
+    if len(defined) != len(labels):        # a label defined twice (GNU as accepts some of these): the full path
+        return None
+    items = []
+    for s in stmts:
+        if s.labels:
+            items += [("label", lab) for lab in s.labels]
+        if s.code is not None:
+            if defined and not defined.isdisjoint(s.names):
+                return None
+            items.append(("bytes", s.code, s.text))
+        elif s.branch is not None:
+            if s.target not in defined or s.names & defined != {s.target}:
+                return None
+            items.append(("br", s.branch, s.target, s.asked))
+    placed = _layout(items, arch, address)
+    if placed is None:
+        return None
+    parts, starts, where = placed
+    code = b"".join(parts)
+    if starts[-1] > (1 << (64 if arch == "x86_64" else 32)) - 16:
+        return None                      # near the top, capstone's decode decides: the full path
+    listing = []
+    for it, b, at in zip(items, parts, starts):
+        if it[0] == "bytes":
+            listing.append(Line(at, b, it[2]))
+        elif it[0] == "br":
+            d = next(_capstone_lite(arch, syntax, skipdata=False).disasm_lite(b, at), None)
+            if d is None or d[1] != len(b) or not _branch_lands(d[2], d[3], it[3], where[it[2]], arch):
+                return None              # the full path's check decides
+            listing.append(Line(at, b, f"{d[2]} {d[3]}".strip()))
+    return code, listing
+
+
+_COMMENT = re.compile(r"#[^\n]*")
 
 
 # ----------------------------------------------------------------------------
@@ -1624,6 +1766,10 @@ def assemble(source: str, arch: str = "x86_64", syntax: str = "att", address: in
 
 
 def _assemble(source: str, arch: str, syntax: str, address: int, backend: str) -> tuple:
+    if backend == "auto":
+        built = _fast_build(source, arch, syntax, address)
+        if built is not None:
+            return built[0], tuple(built[1]), "keystone"
     source = _validate_source(source)
     listing = None
     if backend == "auto":
