@@ -825,17 +825,17 @@ class _KsProgram:
         self.arch, self.syntax = arch, syntax
         stmts = []                       # [lineno, labels, instruction text]
         for lineno, raw in _statements(source):
-            hit = _FRONT.get((arch, syntax, raw))
+            key = (arch, syntax, raw)
+            hit = _FRONT.get(key)
             if hit is None:
-                hit = self._front(lineno, raw)
-                _FRONT[arch, syntax, raw] = hit
-                while len(_FRONT) > _ADDED_ENTRIES:
+                hit = _FRONT[key] = self._front(lineno, raw)
+                if len(_FRONT) > _ADDED_ENTRIES:
                     _FRONT.popitem(last=False)
             stmts.append([lineno, list(hit[0]), hit[1]])
         # a bare prefix statement ("rep; movsb") belongs to the next instruction
         merged = []
         for st in stmts:
-            if merged and merged[-1][2].lower() in _PREFIXES and merged[-1][2]:
+            if merged and merged[-1][2] and merged[-1][2].lower() in _PREFIXES:
                 prev = merged.pop()
                 if st[1]:
                     raise AsmError(f"line {st[0]}: a label cannot follow the prefix '{prev[2]}'")
@@ -868,7 +868,7 @@ class _KsProgram:
                 break
             labels.append(m.group(1))
             stmt = stmt[m.end():].strip()
-        if self._no_op_directive(stmt):
+        if stmt.startswith(".") and self._no_op_directive(stmt):
             stmt = ""
         bad = _KS_BAD_CHAR.search(stmt)
         if bad:                          # K13: e.g. "<" makes keystone loop forever
@@ -893,6 +893,12 @@ class _KsProgram:
             for lab in labels:
                 if lab.isdigit():
                     defs.setdefault(str(int(lab)), []).append(idx)
+        if not defs:                     # nothing to rename; a reference is to an undefined label
+            for lineno, _, text in stmts:
+                m = _LOCAL_REF.search(text)
+                if m:
+                    raise AsmError(f"line {lineno}: undefined local label '{m.group(0)}'")
+            return
         counter = {}
         for idx, st in enumerate(stmts):
             lineno, labels, text = st
@@ -925,10 +931,9 @@ class _KsProgram:
             n_lines, n_insns = len(self.lines), len(self.insns)
             self._add_new(lineno, stmt)
             last = len(self.insns) - 1
-            hit = (tuple(self.lines[n_lines:]), tuple(i[1:] for i in self.insns[n_insns:]),
-                   self.branches.get(last) if last >= n_insns else None)
-            _ADDED[key] = hit
-            while len(_ADDED) > _ADDED_ENTRIES:
+            _ADDED[key] = (tuple(self.lines[n_lines:]), tuple([i[1:] for i in self.insns[n_insns:]]),
+                           self.branches.get(last) if last >= n_insns else None)
+            if len(_ADDED) > _ADDED_ENTRIES:
                 _ADDED.popitem(last=False)
             return
         lines, insns, branch = hit
@@ -962,7 +967,7 @@ class _KsProgram:
                 raise AsmError(f"line {lineno}: bad number '{tok}'")
             start = m.start()
             before = stmt[:start].rstrip()
-            st_reg = _ST_OPEN.search(before)
+            st_reg = before.endswith("(") and _ST_OPEN.search(before)
             neg = before.endswith("-")
             if not st_reg:
                 values.append(-v if neg else v)
@@ -1254,7 +1259,7 @@ def _pieces(lines: list, arch: str, syntax: str) -> list:
     if len(new) > 1 and not any(_CUT in line for line in new):
         n = len(new)
         text = "\n".join(f"{line}\n{_CUT}{k}:" for k, line in enumerate(new)) + \
-            "\n.long " + ", ".join(f"{_CUT}{k}" for k in range(n))
+            "".join(f"\n.long {_CUT}{k}" for k in range(n))
         code, err, missing = _ks_asm_here(text, arch, syntax, 0)
         if err is None and not missing and len(code) > 4 * n:
             ends, start = struct.unpack(f"<{n}I", code[-4 * n:]), 0
@@ -1501,8 +1506,9 @@ def _branch_lands(mnemonic: str, op_str: str, asked: str, target: int, arch: str
     """Does the decoded direct branch (detail-free: mnemonic and op_str) go where the statement's ``asked``
     mnemonic (as _LABEL_BRANCH reads it) said, to ``target``?"""
     mn, want = mnemonic.lower(), asked.lower()
-    if not (mn.rstrip("lqw") == want or (want[0] == "j" and mn.startswith("j") and want not in ("jmp",)
-                                          and mn[1:] in _CC and want[1:] in _CC and _CC[mn[1:]] == _CC[want[1:]])):
+    if not (mn == want or (mn[:-1] == want and mn[-1] in "lqw")     # "callq" for "call"
+            or (want[0] == "j" and mn.startswith("j") and want not in ("jmp",)
+                and mn[1:] in _CC and want[1:] in _CC and _CC[mn[1:]] == _CC[want[1:]])):
         return False
     try:
         got = int(op_str.strip(), 16)
@@ -1618,7 +1624,7 @@ _ELSEWHERE = 0x7FFF_F000                 # a second address at which a piece's l
 
 def _learn(raws: list, arch: str, syntax: str) -> dict:
     """raw statement -> _Stmt (or None: the full path handles programs with it), each statement through the
-    pipeline alone; the new instructions among them take one keystone call in all (_pieces)."""
+    pipeline alone; the new instructions among them take one keystone call and two decodes in all."""
     out, pending = {}, []
     for raw in raws:
         out[raw] = None
@@ -1628,41 +1634,56 @@ def _learn(raws: list, arch: str, syntax: str) -> dict:
         except AsmError:
             continue
         labels = tuple(prog.label_index)
-        if any(lab.startswith("__asm_") for lab in labels):
+        if labels and any("__asm_" in lab for lab in labels):
             continue                     # numeric local labels (renamed by _number_labels)
         if not prog.insns:
             out[raw] = _Stmt(labels, None, "", None, "", None, frozenset())
             continue
-        (_, _, values, text), = prog.insns
-        if values is None:               # far jumps and absolute branches: their bytes depend on more
+        (_, _, values, text) = prog.insns[-1]
+        if len(prog.insns) != 1 or values is None:   # far jumps, absolute branches: their bytes depend on more
             continue
-        names = frozenset(_IDENT.findall(text)) | {m.group(1) for m in _LABEL_REF.finditer(text)}
+        names = frozenset(_IDENT.findall(text)).union([m.group(1) for m in _LABEL_REF.finditer(text)])
         br = _LABEL_BRANCH.fullmatch(text)
-        kind = _branch_kind(br.group(1)) if br else None
+        kind = _branch_kind(br.group(1)) if br and br.group(2) != text.split()[0] else None   # not "jmp jmp"
         if kind is not None:
             out[raw] = _Stmt(labels, None, "", kind, br.group(1), br.group(2), names)
-        elif not (_BRANCHY.match(text) or names.intersection(labels) or any(n.startswith("__asm_") for n in names)):
+        elif not (_BRANCHY.match(text) or "__asm_" in text or (labels and names.intersection(labels))):
             pending.append((raw, prog.insns[0], labels, names))
     codes = _pieces([p[1][3] for p in pending], arch, syntax)
+    done = [(p, code) for p, code in zip(pending, codes) if code is not None]
     cs, lite = _capstone(arch, syntax, skipdata=False), _capstone_lite(arch, syntax, skipdata=False)
-    for (raw, (_, stmt, values, text), labels, names), code in zip(pending, codes):
-        if code is None:
-            continue
-        # _cross_check's work for one instruction that names no label, with one decode in detail mode
-        insn = next(cs.disasm(code, 0, 2), None)
-        if insn is None or insn.size != len(code):
+    # _cross_check's work for instructions that name no label: one decode in detail mode (for the check), one
+    # without details at another address (the listing's text, which must not depend on the address)
+    here = _each([code for _, code in done], 0, lambda b, a: ((i.address, i.size, i) for i in cs.disasm(b, a)))
+    there = _each([code for _, code in done], _ELSEWHERE,
+                  lambda b, a: ((d[0], d[1], d[2:]) for d in lite.disasm_lite(b, a)))
+    for ((raw, (_, stmt, values, text), labels, names), code), insn, other in zip(done, here, there):
+        if insn is None:
             continue                     # not one instruction
         key = (arch, syntax, stmt, text, tuple(values), code)
         why = _CHECKED[key] if key in _CHECKED else _check_one(insn, stmt, values, text, [], {}, arch, syntax)
         _remember(key, why)
-        # the listing's text, from the detail-free decoder as on the full path, at another address: the same
-        if why is None and next(lite.disasm_lite(code, _ELSEWHERE), None) == (_ELSEWHERE, len(code), insn.mnemonic,
-                                                                             insn.op_str):
+        if why is None and other == (insn.mnemonic, insn.op_str):
             out[raw] = _Stmt(labels, code, f"{insn.mnemonic} {insn.op_str}".strip(), None, "", None, names)
     memo = _STMTS.setdefault((arch, syntax), OrderedDict())
     memo.update(out)
     while len(memo) > _STMTS_ENTRIES:
         memo.popitem(last=False)
+    return out
+
+
+def _each(codes: list, address: int, decode) -> list:
+    """For each of ``codes``, laid end to end from ``address``: the item ``decode(code, at)`` yields for it as
+    ``(address, size, item)`` when the code is exactly one instruction, else None. One decode of them all; a
+    code is decoded alone only where that decode's boundaries miss the codes' own."""
+    found = {a: (n, item) for a, n, item in decode(b"".join(codes), address)} if len(codes) > 1 else {}
+    out, at = [], address
+    for code in codes:
+        hit = found.get(at)
+        if hit is None or hit[0] != len(code):
+            hit = next(((n, item) for _, n, item in decode(code, at)), None)
+        out.append(hit[1] if hit is not None and hit[0] == len(code) else None)
+        at += len(code)
     return out
 
 

@@ -632,3 +632,208 @@ def test_a_label_defined_twice_is_refused_like_gnu_as_does(source):
         assemble(source, backend="keystone")
     with pytest.raises(AsmError, match=want if HAVE_AS else "^line "):
         assemble(source)
+
+
+# ---------------------------------------------------------------- auto's fast path (issue 13)
+def _corpus_grammar():
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    import gen_asm_corpus
+    return gen_asm_corpus
+
+
+# statements the fast path must leave to the full path, or handle exactly as it does
+TRICKY = ["rep", "lock", "fs", "1:", "jmp 1b", "jne 1f", "L0:", "L0: nop", "L0: L0:", ".globl x", ".text", ".code32",
+          "nop # c", "mov $L0, %eax", "lea L0(%rip), %rax", "call *%rax", "jmp *%rax", "jecxz L0", "loop L0",
+          "int $3", "ud2; nop", "jmp L9", "call L0", "ljmp $8, $0x1000", "jmp 0x1000", ".ascii \"x\"",
+          "movz %eax, %ebx", "__asm_cut_0:", "mov $__asm_cut_0, %eax", "__asm_local_1_0: nop", "x = 5",
+          "mov eax, L0", "jmp L0", "call eax", "mov $0x1ff, %al", "sub $16, %rsp", "cqto", "rep movsb",
+          "", "   ", "nopw 0x0(%rax,%rax,1)", "push ds", "mov %ax, %ds", "mov:", "ret:", "eax:", "ptr:", "jmp:"]
+
+
+def _outcome(src, arch, syntax, address, fast):
+    from unittest import mock
+    asm.cache_clear()
+    with mock.patch.object(asm, "_fast_build", asm._fast_build if fast else (lambda *a: None)):
+        try:
+            a = assemble(src, arch, syntax, address)
+        except AsmError as e:
+            return str(e)
+    return a.code.hex(), [(l.address, l.bytes.hex(), l.text) for l in a.listing], a.backend
+
+
+@st.composite
+def edited_program(draw):
+    """A program of tests/gen_asm_corpus.py's grammar, with a few statements the fast path must not get wrong,
+    joined by newlines, ';' or CRLF, at an address anywhere (the top of the address space too)."""
+    G = _corpus_grammar()
+    arch, syntax = draw(st.sampled_from(MODES))
+    lines = G.program(draw(st.randoms(use_true_random=False)), arch, syntax).split("\n")
+    for _ in range(draw(st.integers(0, 2))):
+        lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(TRICKY)))
+    top = 1 << (64 if arch == "x86_64" else 32)
+    address = draw(st.sampled_from([0, 0x1000, 0x400000]) | st.integers(0, top - 1) | st.integers(top - 80, top - 1))
+    return draw(st.sampled_from(["\n", "\n", ";", "\r\n"])).join(lines), arch, syntax, address
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edited_program())
+def test_fast_path_gives_what_the_full_path_gives_errors_included(prog):
+    # keystone's own answers: with no GNU as to fall back on, every refusal is an error to compare
+    from unittest import mock
+    with mock.patch.object(asm, "gnu_as", lambda: None):
+        assert _outcome(*prog, fast=True) == _outcome(*prog, fast=False)
+
+
+@needs_as
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edited_program())
+def test_fast_path_gives_what_the_full_path_gives_with_gnu_as_behind_it(prog):
+    assert _outcome(*prog, fast=True) == _outcome(*prog, fast=False)
+
+
+@needs_as
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), st.sampled_from(MODES), st.sampled_from([0, 0x1000, 0x400000, 0x1000000]),
+       st.integers(-(1 << 31), (1 << 31) - 1))
+def test_fast_path_matches_gnu_as_on_generated_and_edited_programs(rng, mode, address, n):
+    """gen_asm_corpus's grammar (labels, jumps and calls both ways), against GNU as + ld: the program, then the
+    same program with a new first statement (the rest is met before: memoized statements)."""
+    G = _corpus_grammar()
+    arch, syntax = mode
+    src = G.program(rng, arch, syntax)
+    for prog in (src, (f"mov ${n}, %ecx" if syntax == "att" else f"mov ecx, {n}") + "\n" + src):
+        ref = G.reference(arch, syntax, address, prog)
+        if ref is None:
+            continue
+        built = asm._fast_build(prog, arch, syntax, address)
+        assert built is None or built[0] == ref, f"fast path: {prog!r} at {address:#x}"
+        assert assemble(prog, arch, syntax, address).code == ref
+
+
+def test_most_generated_programs_take_the_fast_path():
+    import random
+    G = _corpus_grammar()
+    cases = G.corpus(seed=4242, per_mode=25)
+    fast = [asm._fast_build(c["source"], c["arch"], c["syntax"], c["address"]) is not None for c in cases]
+    assert sum(fast) >= 0.8 * len(cases), f"{sum(fast)}/{len(cases)}"
+    for c in random.Random(1).sample(cases, 20):   # and what it gives is what assemble() returns
+        built = asm._fast_build(c["source"], c["arch"], c["syntax"], c["address"])
+        if built is not None:
+            asm.cache_clear()
+            a = assemble(c["source"], c["arch"], c["syntax"], c["address"])
+            assert (a.code, a.listing, a.backend) == (built[0], built[1], "keystone")
+
+
+@pytest.mark.parametrize("source,arch", [
+    ("rep\nmovsb", "x86_64"), ("lock\nincl (%rax)", "x86_64"),            # a prefix on its own line
+    ("1: dec %eax\njnz 1b", "x86_64"),                                     # numeric local labels
+    ("L0:\nmov $L0, %eax", "x86_64"), ("lea L0(%rip), %rax\nL0: ret", "x86_64"),   # a label as an operand
+    ("L0:\nnop\nL0:\nret", "x86_64"), ("L0:\nL0: nop", "x86_64"),           # a label defined twice
+    ('.ascii "ab"', "x86_64"), (".code32\nnop", "x86_64"), ("x = 5", "x86_64"),    # directives, assignments
+    ("jecxz L0\nL0: nop", "x86_64"), ("call *%rax", "x86_64"), ("jmp 0x1000", "x86_64"),  # other branches
+    ("ljmp $8, $0x1000", "x86_32"), ("jmp L9\nnop", "x86_64"),             # far jump; a label that is not there
+    ("nop\nmovz %eax, %ebx\nret", "x86_64"), ("mov $0x1ff, %al", "x86_64"),  # errors, refusals (K7)
+    ("mov $__asm_cut_0, %eax\nnop", "x86_64"), ("__asm_local_1_0: nop\njmp __asm_local_1_0", "x86_64"),
+    ("mov:\nmov %eax, %ebx", "x86_64"), ("ret: nop\nret", "x86_32"), ("jmp: jmp jmp", "x86_64"),  # label = a word
+])
+def test_statements_the_fast_path_leaves_to_the_full_path(source, arch):
+    assert asm._fast_build(source, arch, "att", 0x1000) is None
+    assert _outcome(source, arch, "att", 0x1000, fast=True) == _outcome(source, arch, "att", 0x1000, fast=False)
+
+
+@pytest.mark.parametrize("source,arch,syntax,hexa", [
+    ("push %rbp; mov %rsp, %rbp  # a frame\nsubq $16, %rsp\nleave\nret", "x86_64", "att", "554889e54883ec10c9c3"),
+    ("L0: dec %eax\njne L0\ncall f\nf: ret", "x86_64", "att", "ffc875fce800000000c3"),
+    ("top:\n  sub eax, 1\n  jnz top\n  ret", "x86_32", "intel", "83e80175fbc3"),
+    (".text\n.globl f\nf: int $3\n\r\n", "x86_64", "att", "cc"),
+    ("", "x86_64", "att", ""), ("L0:", "x86_32", "intel", ""),
+])
+def test_programs_the_fast_path_builds(source, arch, syntax, hexa):
+    built = asm._fast_build(source, arch, syntax, 0x1000)
+    assert built is not None and built[0].hex() == hexa
+    assert _outcome(source, arch, syntax, 0x1000, fast=True) == _outcome(source, arch, syntax, 0x1000, fast=False)
+
+
+def test_a_never_seen_program_costs_one_keystone_call_and_an_edit_learns_one_statement():
+    from unittest import mock
+    src = "mov $123457, %eax\nadd %ebx, %ecx\nsub $0x1234, %rsp\nlea 0x10(%rax,%rbx,4), %rcx\nL9: push %rbx\n" \
+          "jne L9\nret"
+    with mock.patch.object(asm, "_ks_asm_here", wraps=asm._ks_asm_here) as ks:
+        a = assemble(src, address=0x2000)
+    assert ks.call_count == 1 and a.backend == "keystone"
+    assert a.code.hex() == "b841e2010001d94881ec34120000488d4c98105375fdc3"
+    with mock.patch.object(asm, "_learn", wraps=asm._learn) as learn, \
+            mock.patch.object(asm, "_ks_asm_here", wraps=asm._ks_asm_here) as ks:
+        b = assemble("mov $99991, %ecx\n" + src, address=0x2000)
+    assert [c.args[0] for c in learn.call_args_list] == [["mov $99991, %ecx"]] and ks.call_count == 1
+    assert b.code[5:] == a.code and [l.address for l in b.listing][1:] == [l.address + 5 for l in a.listing]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), mode=st.sampled_from(MODES))
+def test_one_keystone_call_for_many_lines_gives_each_lines_own_bytes(data, mode):
+    """_pieces: the labels between lines and the .long table of them split one call's bytes exactly."""
+    arch, syntax = mode
+    lines = data.draw(st.lists(instruction(arch, syntax), min_size=2, max_size=12))
+    texts = []
+    for line in lines:             # the keystone text _KsProgram makes of it (skip what it refuses)
+        try:
+            prog = asm._KsProgram(line, arch, syntax)
+        except AsmError:
+            continue
+        texts += [t for t in prog.lines if not asm._BRANCHY.match(t)]
+    asm._PIECES.clear()
+    batch = asm._pieces(texts, arch, syntax)
+    alone = [b if e is None and not miss and b else None
+             for b, e, miss in (asm._ks_asm_here(t, arch, syntax, 0) for t in texts)]
+    assert batch == alone
+
+
+def test_a_batch_whose_table_does_not_add_up_is_asked_line_by_line(monkeypatch):
+    real = asm._ks_asm_here
+    calls = []
+
+    def keystone(text, *a):      # the batch comes back with a line that produced nothing (K2's shape)
+        calls.append(text)
+        code, err, missing = real(text, *a)
+        if "\n" in text:
+            code = code[:-8] + code[-4:] * 2
+        return code, err, missing
+    monkeypatch.setattr(asm, "_ks_asm_here", keystone)
+    asm._PIECES.clear()
+    assert asm._pieces(["nop", "int3", "ret"], "x86_64", "att") == [b"\x90", b"\xcc", b"\xc3"]
+    assert len(calls) == 4          # the batch, then each line alone
+
+
+def test_a_listing_text_that_moves_with_the_address_is_not_memoized(monkeypatch):
+    real = asm._capstone_lite
+
+    class Moving:                   # a decoder whose text depends on the address (capstone's is not, here)
+        def __init__(self, cs):
+            self.cs = cs
+
+        def disasm_lite(self, code, address):
+            for a, n, m, o in self.cs.disasm_lite(code, address):
+                yield a, n, m, (o + " ; moved" if address >= asm._ELSEWHERE else o)
+    monkeypatch.setattr(asm, "_capstone_lite", lambda *a, **k: Moving(real(*a, **k)))
+    src = "mov $7654321, %edx\nnot %edx"
+    assert asm._fast_build(src, "x86_64", "att", 0) is None
+    asm.cache_clear()
+    assert assemble(src).code.hex() == "bab1cb7400f7d2"
+
+
+@needs_as
+def test_fast_path_relaxation_matches_gnu_as_at_the_rel8_boundary():
+    """Named labels (the fast path's _layout), short/near around the +-127 byte edge, in all modes."""
+    for arch, syntax in MODES:
+        srcs = []
+        for pad in (125, 126, 127, 128, 129, 130):
+            nops = "\n".join(["nop"] * pad)
+            srcs += [f"jmp A{pad}\n{nops}\nA{pad}: ret", f"B{pad}: nop\n{nops}\njne B{pad}\nret",
+                     f"C{pad}:\njbe D{pad}\n{nops}\njmp C{pad}\nD{pad}: call C{pad}\nret"]
+        refs = gas_reference(srcs, arch, syntax)
+        assert {r[0] for r in refs[::3]} == {0xEB, 0xE9}
+        for src, want in zip(srcs, refs):
+            built = asm._fast_build(src, arch, syntax, 0)
+            assert built is not None and built[0] == want
