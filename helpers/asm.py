@@ -19,7 +19,13 @@ Backends
     instruction keystone emits by decoding it with capstone.  keystone itself
     runs in a worker process with a per-request timeout, because some input
     makes it loop forever.
-  * ``auto``     -- GNU as when an x86-capable one is installed, else keystone.
+  * ``auto``     -- keystone in this process for statements of a conservative
+    grammar (checked the same way), GNU as for whatever that path refuses.
+    Each statement goes through the keystone pipeline once, alone, and what it
+    contributes is memoized, so a program of statements met before (labels,
+    instructions, direct jumps and calls to its labels) is put together
+    without keystone; the new statements of a program take one keystone call
+    in all.  Results are cached by (source, arch, syntax, address).
 
 Disassembly uses capstone in detail mode (registers read/written include the
 implicit ones capstone knows, e.g. ``push`` reads and writes %rsp; capstone 5
@@ -1654,9 +1660,9 @@ def _learn(raws: list, arch: str, syntax: str) -> dict:
     cs, lite = _capstone(arch, syntax, skipdata=False), _capstone_lite(arch, syntax, skipdata=False)
     # _cross_check's work for instructions that name no label: one decode in detail mode (for the check), one
     # without details at another address (the listing's text, which must not depend on the address)
-    here = _each([code for _, code in done], 0, lambda b, a: ((i.address, i.size, i) for i in cs.disasm(b, a)))
-    there = _each([code for _, code in done], _ELSEWHERE,
-                  lambda b, a: ((d[0], d[1], d[2:]) for d in lite.disasm_lite(b, a)))
+    codes = [code for _, code in done]
+    here = _each(codes, 0, lambda b, a: ((i.address, i.size, i) for i in cs.disasm(b, a)))
+    there = _each(codes, _ELSEWHERE, lambda b, a: ((d[0], d[1], d[2:]) for d in lite.disasm_lite(b, a)))
     for ((raw, (_, stmt, values, text), labels, names), code), insn, other in zip(done, here, there):
         if insn is None:
             continue                     # not one instruction
