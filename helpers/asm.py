@@ -1323,8 +1323,8 @@ def _layout(items: list, arch: str, address: int):
         if sizes[i] == 2:
             parts[i] = bytes([0xEB if kind == "jmp" else 0x70 + _CC[kind], rel & 0xFF])
         else:
-            parts[i] = (b"\xe8" if kind == "call" else b"\xe9" if kind == "jmp" else bytes([0x0F, 0x80 + _CC[kind]])) \
-                + rel32
+            op = b"\xe8" if kind == "call" else b"\xe9" if kind == "jmp" else bytes([0x0F, 0x80 + _CC[kind]])
+            parts[i] = op + rel32
     return parts, starts, where
 
 
