@@ -1,7 +1,7 @@
 """Benchmark: the stack-growth viewer's event slider on an already-computed run (issue 13: a new figure within
 100 ms at p95), and the first drawing of a run at the extremes its controls allow (at most 2 s).
 
-Run:  .venv/bin/python benchmarks/bench_stack_viewer.py [--steps 40]
+Run:  .venv/bin/python benchmarks/bench_stack_viewer.py [--steps 40]     (or as part of make bench)
 
 For each run, the p50/p95 time of one event-slider step in the viewer (handler, highlight, PNG, event
 table), against a baseline timed in the same process: redrawing the whole timeline for each step, as the
@@ -15,6 +15,8 @@ import argparse
 import os
 import statistics
 import time
+
+from harness import Row
 
 from helpers import gostack
 from helpers.viz import figure_png, new_figure
@@ -47,16 +49,11 @@ def pct(ts, q) -> float:
     return ts[min(len(ts) - 1, int(q * len(ts)))] * 1000
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=40)
-    a = ap.parse_args()
+def measure(steps: int = 40, runs=RUNS) -> list[dict]:
+    """Per run: emulation seconds, first base drawing seconds, event-step p50/p95 ms, full-redraw p50 ms."""
     prog = gostack.GoProgram.example()
-    print(f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'run':38} {'emulate s':>9} {'base draw s':>11} {'step p50 ms':>11} {'step p95 ms':>11} "
-          f"{'baseline p50 ms':>15} {'ratio':>6}")
-    worst_draw, worst_p95 = 0.0, 0.0
-    for which, depth, policy, preempt in RUNS:
+    out = []
+    for which, depth, policy, preempt in runs:
         w = StackGrowthViewer(program=prog, delay=0, which=which, depth=depth, policy=policy, preempt=preempt)
         w._cache.clear()
         t = time.perf_counter()
@@ -67,21 +64,48 @@ def main() -> None:
         viz.Timeline(rt).highlight(0).png()
         t_draw = time.perf_counter() - t
         n = w.event.max
-        idx = [(i * 7919) % (n + 1) for i in range(a.steps)]
-        steps = []
+        idx = [(i * 7919) % (n + 1) for i in range(steps)]
+        times = []
         for i in idx:
             t = time.perf_counter()
             w.event.value = i
-            steps.append(time.perf_counter() - t)
+            times.append(time.perf_counter() - t)
         base = []
-        for i in idx[: max(3, a.steps // 8)]:
+        for i in idx[: max(3, steps // 8)]:
             t = time.perf_counter()
             full_redraw(w.runtime(), i)
             base.append(time.perf_counter() - t)
-        p50, p95, b50 = pct(steps, 0.5), pct(steps, 0.95), statistics.median(base) * 1000
-        worst_draw, worst_p95 = max(worst_draw, t_draw), max(worst_p95, p95)
         name = f"{which} depth {depth} {policy}" + (f" preempt {preempt}" if preempt else "")
-        print(f"{name:38} {t_emu:9.2f} {t_draw:11.2f} {p50:11.1f} {p95:11.1f} {b50:15.1f} {b50 / p50:6.1f}x")
+        out.append({"name": name, "emulate_s": t_emu, "draw_s": t_draw, "p50_ms": pct(times, 0.5),
+                    "p95_ms": pct(times, 0.95), "baseline_p50_ms": statistics.median(base) * 1000})
+    return out
+
+
+def bench_event_steps(quick: bool = False) -> list[Row]:
+    """make bench: one row per run (a step of the event slider, p95, against redrawing everything), and the
+    slowest first drawing of a run at the controls' extremes."""
+    res = measure(steps=12 if quick else 40, runs=RUNS[:2] if quick else RUNS)
+    rows = [Row(f"stack-growth viewer: event step p95, {r['name']}", r["p95_ms"], "ms",
+                "whole timeline redrawn per step (p50)", r["baseline_p50_ms"], goal="< 100 ms p95",
+                met=r["p95_ms"] < 100) for r in res]
+    worst = max(res, key=lambda r: r["draw_s"])
+    rows.append(Row(f"stack-growth viewer: first drawing, slowest run ({worst['name']})", worst["draw_s"] * 1000,
+                    "ms", goal="< 2000 ms", met=worst["draw_s"] < 2, note="emulation not included"))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=40)
+    a = ap.parse_args()
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'run':38} {'emulate s':>9} {'base draw s':>11} {'step p50 ms':>11} {'step p95 ms':>11} "
+          f"{'baseline p50 ms':>15} {'ratio':>6}")
+    res = measure(a.steps)
+    for r in res:
+        print(f"{r['name']:38} {r['emulate_s']:9.2f} {r['draw_s']:11.2f} {r['p50_ms']:11.1f} {r['p95_ms']:11.1f} "
+              f"{r['baseline_p50_ms']:15.1f} {r['baseline_p50_ms'] / r['p50_ms']:6.1f}x")
+    worst_p95, worst_draw = max(r["p95_ms"] for r in res), max(r["draw_s"] for r in res)
     print(f"event step p95 worst {worst_p95:.0f} ms (target 100 ms): {'met' if worst_p95 <= 100 else 'NOT met'}; "
           f"base drawing worst {worst_draw:.2f} s (target 2 s): {'met' if worst_draw <= 2 else 'NOT met'}")
 
