@@ -482,20 +482,29 @@ def _sample(strategy):
     return out[0]
 
 
+def _relaxation_sources(pad: int, named: bool) -> list[str]:
+    """Label jumps around the +-127 byte edge: forward jmp, backward jne, and a jbe/jmp/call mix."""
+    nops = "\n".join(["nop"] * pad)
+    if named:                            # named labels: the fast path's _layout
+        return [f"jmp A{pad}\n{nops}\nA{pad}: ret", f"B{pad}: nop\n{nops}\njne B{pad}\nret",
+                f"C{pad}:\njbe D{pad}\n{nops}\njmp C{pad}\nD{pad}: call C{pad}\nret"]
+    return [f"jmp 1f\n{nops}\n1: ret", f"1: nop\n{nops}\njne 1b\nret", f"2:\njbe 1f\n{nops}\njmp 2b\n1: call 2b\nret"]
+
+
 @needs_as
-def test_jump_relaxation_matches_gnu_as_at_the_rel8_boundary():
-    """Short/near choice for label jumps around the +-127 byte edge, both backends, all modes."""
+@pytest.mark.parametrize("named", [False, True], ids=["numeric labels", "named labels"])
+def test_jump_relaxation_matches_gnu_as_at_the_rel8_boundary(named):
+    """Short/near choice for label jumps around the +-127 byte edge, every path, all modes."""
     for arch, syntax in MODES:
-        srcs = []
-        for pad in (125, 126, 127, 128, 129, 130):
-            nops = "\n".join(["nop"] * pad)
-            srcs += [f"jmp 1f\n{nops}\n1: ret", f"1: nop\n{nops}\njne 1b\nret",
-                     f"2:\njbe 1f\n{nops}\njmp 2b\n1: call 2b\nret"]
+        srcs = [src for pad in (125, 126, 127, 128, 129, 130) for src in _relaxation_sources(pad, named)]
         refs = gas_reference(srcs, arch, syntax)        # one `as` run per mode
         assert {r[0] for r in refs[::3]} == {0xEB, 0xE9}  # both the short and the near jmp occur
         assert assemble("\n".join(srcs), arch, syntax).code == b"".join(refs)
         for src, want in zip(srcs, refs):
             assert assemble(src, arch, syntax, backend="keystone").code == want
+            if named:
+                built = asm._fast_build(src, arch, syntax, 0)
+                assert built is not None and built[0] == want
 
 
 # ---------------------------------------------------------------- round trips and robustness
@@ -821,19 +830,3 @@ def test_a_listing_text_that_moves_with_the_address_is_not_memoized(monkeypatch)
     assert asm._fast_build(src, "x86_64", "att", 0) is None
     asm.cache_clear()
     assert assemble(src).code.hex() == "bab1cb7400f7d2"
-
-
-@needs_as
-def test_fast_path_relaxation_matches_gnu_as_at_the_rel8_boundary():
-    """Named labels (the fast path's _layout), short/near around the +-127 byte edge, in all modes."""
-    for arch, syntax in MODES:
-        srcs = []
-        for pad in (125, 126, 127, 128, 129, 130):
-            nops = "\n".join(["nop"] * pad)
-            srcs += [f"jmp A{pad}\n{nops}\nA{pad}: ret", f"B{pad}: nop\n{nops}\njne B{pad}\nret",
-                     f"C{pad}:\njbe D{pad}\n{nops}\njmp C{pad}\nD{pad}: call C{pad}\nret"]
-        refs = gas_reference(srcs, arch, syntax)
-        assert {r[0] for r in refs[::3]} == {0xEB, 0xE9}
-        for src, want in zip(srcs, refs):
-            built = asm._fast_build(src, arch, syntax, 0)
-            assert built is not None and built[0] == want
