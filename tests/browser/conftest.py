@@ -94,17 +94,16 @@ def serving(argv, probe_url: str, what: str, timeout: float, **popen):
             proc.kill()
 
 
-@pytest.fixture(scope="session")
-def lab_server(tmp_path_factory):
-    """JupyterLab on 127.0.0.1, a random port and a token, serving a copy of the book as `make lab` does (the
-    reader's configuration: no nbgrader, no news pop-up)."""
-    base = tmp_path_factory.mktemp("book")
+@contextlib.contextmanager
+def book_lab(base: Path, extra_env: dict | None = None):
+    """JupyterLab on 127.0.0.1, a random port and a token, serving a copy of the book in ``base`` as `make lab`
+    does (the reader's configuration: no nbgrader, no news pop-up); ``extra_env`` goes to its kernels too."""
     copy = base / "main"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "test-artifacts", "build", "__pycache__"))
     port, token = _free_port(), secrets.token_hex(16)
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-           "JUPYTER_CONFIG_PATH": str(copy / ".jupyter" / "reader")}  # what `make lab` gives a reader
+           "JUPYTER_CONFIG_PATH": str(copy / ".jupyter" / "reader"), **(extra_env or {})}  # what `make lab` gives a reader
     argv = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={copy}", "--LabApp.expose_app_in_browser=True",
             "--LabApp.news_url=", "--ServerApp.port_retries=0", "--allow-root"]
@@ -112,6 +111,12 @@ def lab_server(tmp_path_factory):
                                                       f"JupyterLab (see {base / 'server.log'})", timeout=60,
                                                       cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT):
         yield {"url": url, "token": token, "root": copy}
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory):
+    with book_lab(tmp_path_factory.mktemp("book")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
