@@ -37,6 +37,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from . import filecache
 from .files import existing_file
 
 
@@ -178,12 +179,44 @@ def read_elf(path) -> ElfInfo:
             _CACHE.move_to_end(key)
     if hit is not None:
         return _copy(hit, p)
-    info = _parse(path)
+    info = filecache.cached("elf", p, "read_elf", lambda: _to_json(_parse(path)), lambda d: _from_json(d, p),
+                            _READERS)
     with _CACHE_LOCK:
         _CACHE[key] = _copy(info, p)
         while len(_CACHE) > CACHE_ENTRIES:
             _CACHE.popitem(last=False)
     return info
+
+
+def _to_json(info: ElfInfo) -> dict:
+    return {"machine": info.machine, "elf_type": info.elf_type, "bits": info.bits, "entry": info.entry,
+            "sections": info.sections, "symbols": info.symbols, "segments": info.segments, "interp": info.interp,
+            "needed": info.needed}
+
+
+def _rows(rows, kind, types) -> list:
+    """``rows`` as ``kind`` tuples, each field of the type ``types`` says (a cached entry is checked, not trusted)."""
+    if not isinstance(rows, list):
+        raise ValueError(f"cached {kind.__name__}s are not a list")
+    out = []
+    for r in rows:
+        if not (isinstance(r, list) and len(r) == len(types) and all(isinstance(v, t) for v, t in zip(r, types))):
+            raise ValueError(f"bad cached {kind.__name__}")
+        out.append(kind(*r))
+    return out
+
+
+def _from_json(d: dict, p: Path) -> ElfInfo:
+    if not isinstance(d, dict) or not (isinstance(d["machine"], str) and isinstance(d["elf_type"], str)
+                                       and d["bits"] in (32, 64) and isinstance(d["entry"], int)
+                                       and (d["interp"] is None or isinstance(d["interp"], str))):
+        raise ValueError("bad cached ELF header")
+    if not (isinstance(d["needed"], list) and all(isinstance(n, str) for n in d["needed"])):
+        raise ValueError("bad cached DT_NEEDED list")
+    return ElfInfo(p, d["machine"], d["elf_type"], d["bits"], d["entry"],
+                   _rows(d["sections"], Section, (str, int, str)),
+                   _rows(d["symbols"], Symbol, (str, int, int, str, str, str, str)),
+                   _rows(d["segments"], Segment, (str, int, int, int, int, str)), d["interp"], d["needed"])
 
 
 def _parse(path) -> ElfInfo:
@@ -227,6 +260,10 @@ def _parse(path) -> ElfInfo:
         raise
     except Exception as e:  # construct/struct errors from a truncated or corrupt file
         raise ElfError(f"cannot parse ELF {p.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+# part of filecache's key: an edit of the parser, or of the shapes it fills, reads every file again
+_READERS = filecache.source_digest(_parse, _to_json, _flags, Section, Symbol, Segment) + repr(_FLAG_LETTERS)
 
 
 def load_segments(path) -> list[tuple[int, bytes, str]]:

@@ -36,6 +36,7 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 
 from helpers import elf as _elf
+from helpers import filecache
 from helpers import toolchain
 from helpers.files import existing_file
 
@@ -290,8 +291,33 @@ def _dwarf_structs(path: str) -> dict[str, tuple[int, list[tuple[str, int]]]]:
     return _dwarf_structs_of(path, st.st_size, st.st_mtime_ns)  # a rebuilt file at the same path is read again
 
 
+# Reading a Go binary's DWARF for these structs takes about 0.4 s (pyelftools parses every DIE of the units it
+# walks), and each notebook's kernel would read the same binaries again: helpers.filecache keeps the layouts.
 @lru_cache(maxsize=8)
 def _dwarf_structs_of(path: str, _size: int, _mtime: int, wanted: tuple = WANTED_STRUCTS) -> dict[str, tuple[int, list[tuple[str, int]]]]:
+    """_read_dwarf_structs, through the content-keyed cache on disk."""
+    return filecache.cached("dwarf-structs", path, wanted, lambda: _read_dwarf_structs(path, wanted),
+                            lambda data: _layouts_from_json(data, wanted), _READER_SOURCE)
+
+
+def _layouts_from_json(data, wanted: tuple) -> dict[str, tuple[int, list[tuple[str, int]]]]:
+    """A cached layout, checked: the required structs present, sizes and offsets non-negative ints."""
+    if not isinstance(data, dict):
+        raise ValueError("a cached layout is a JSON object")
+    out = {}
+    for name, (size, members) in data.items():
+        if name not in wanted or not isinstance(size, int) or size <= 0:
+            raise ValueError(f"bad cached layout for {name!r}")
+        rows = [(m, off) for m, off in members]
+        if not all(isinstance(m, str) and isinstance(off, int) and 0 <= off < size for m, off in rows):
+            raise ValueError(f"bad cached member of {name!r}")
+        out[name] = (size, rows)
+    if any(n not in out for n in REQUIRED_STRUCTS):
+        raise ValueError("cached layout lacks a required struct")
+    return out
+
+
+def _read_dwarf_structs(path: str, wanted: tuple) -> dict[str, tuple[int, list[tuple[str, int]]]]:
     """{struct: (byte_size, [(flattened member, offset)])} for each ``wanted`` struct type, wherever the DWARF
     holds it.
 
@@ -346,6 +372,9 @@ def _flatten(die, prefix: str, base: int, depth: int) -> list[tuple[str, int]]:
             if tn and tn.value.decode() in ("runtime.stack", "runtime.gobuf"):
                 rows += _flatten(t, name + ".", off, depth + 1)
     return rows
+
+
+_READER_SOURCE = filecache.source_digest(_read_dwarf_structs, _flatten)   # part of the cache key
 
 
 # ---------------------------------------------------------------------- constants from the pinned src/

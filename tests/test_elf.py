@@ -91,8 +91,9 @@ def test_read_elf_is_cached_per_file_and_content(static_exe, obj, tmp_path, monk
     import os
     import shutil
 
-    from helpers import elf
+    from helpers import elf, filecache
 
+    monkeypatch.setattr(filecache, "ROOT", tmp_path / "read")      # an empty disk layer: every new content parses
     copy = tmp_path / "prog"
     shutil.copy(static_exe, copy)
     first = read_elf(copy)

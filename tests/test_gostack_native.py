@@ -278,3 +278,28 @@ def test_functions_in_accepts_only_one_integer_in_one_integer_out(parts):
     src = "".join(parts)
     for name in gostack.functions_in(src):
         assert re.search(rf"^func\s+{name}\s*\(", src, re.M)
+
+
+def test_dwarf_layouts_come_from_the_cache_only_when_it_holds_this_file(tmp_path, monkeypatch):
+    """goelf keeps each binary's struct layouts on disk by content: a hit equals a fresh DWARF read, a damaged
+    entry is read again (not used), and another binary is never served an entry of this one."""
+    from helpers import filecache
+    monkeypatch.setattr(filecache, "ROOT", tmp_path)
+    path = str(toolchain.go_build(ISSUE_PROGRAM).path)
+    fresh = goelf._read_dwarf_structs(path, goelf.WANTED_STRUCTS)
+    goelf._dwarf_structs_of.cache_clear()
+    assert goelf._dwarf_structs(path) == fresh
+    [entry] = (tmp_path / "dwarf-structs").glob("*.json")
+    reads = []
+    real = goelf._read_dwarf_structs
+    monkeypatch.setattr(goelf, "_read_dwarf_structs", lambda p, w: reads.append(p) or real(p, w))
+    goelf._dwarf_structs_of.cache_clear()
+    assert goelf._dwarf_structs(path) == fresh and reads == []           # served from the entry
+    for damage in ('{"runtime.g": [456, [["stack.lo", 9999]]]}', '{"runtime.gobuf": [1, []]}', "not json", "[]"):
+        entry.write_text(damage)
+        goelf._dwarf_structs_of.cache_clear()
+        assert goelf._dwarf_structs(path) == fresh and reads[-1] == path   # read again from DWARF
+    other = str(toolchain.go_build(ISSUE_PROGRAM.replace("500", "501")).path)
+    goelf._dwarf_structs_of.cache_clear()
+    goelf._dwarf_structs(other)
+    assert reads[-1] == other and len(list((tmp_path / "dwarf-structs").glob("*.json"))) == 2
