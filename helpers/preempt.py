@@ -394,18 +394,15 @@ def _json_line(stdout: str, stderr: str) -> dict:
 # Machine code: does a loop have a preemption check?
 # --------------------------------------------------------------------------------------------------
 def function_code(path, name: str) -> tuple[int, bytes]:
-    """(address, bytes) of function ``name`` in an ELF, from its symbol table."""
-    from elftools.elf.elffile import ELFFile
+    """(address, bytes) of function ``name`` in an ELF, from its symbol table (helpers.elf's cached reading)."""
+    from helpers.elf import ElfError, symbol_bytes
 
-    with open(existing_file(path), "rb") as f:
-        elf = ELFFile(f)
-        sym = next((s for s in elf.get_section_by_name(".symtab").iter_symbols() if s.name == name), None)
-        if sym is None:
-            raise ExperimentError(f"no symbol {name!r} in {Path(path).name}")
-        sec = elf.get_section(sym["st_shndx"])
-        start = sym["st_value"] - sec["sh_addr"] + sec["sh_offset"]
-        f.seek(start)
-        return sym["st_value"], f.read(sym["st_size"])
+    existing_file(path)
+    try:
+        return symbol_bytes(path, name)
+    except ElfError as e:
+        raise ExperimentError(f"no symbol {name!r} in {Path(path).name}" if "has no symbol" in str(e) else str(e)) \
+            from None
 
 
 # The prologue's stack-bound check on amd64: compare SP with g.stackguard0, g being in R14 (ABIInternal,
