@@ -337,14 +337,14 @@ class GoProgram:
 
     def prologue(self, func: str) -> Prologue:
         """Disassemble ``func`` up to its ``jbe``/``jb`` to the morestack tail and classify the form."""
-        from helpers.asm import disassemble  # capstone; imported here to keep module import light
+        from helpers.asm import disassemble_text  # capstone; imported here to keep module import light
 
         f = self.binary.func(func)
         code = self.read(f.entry, min(64, f.end - f.entry))
         rows = []
-        for ins in disassemble(code, address=f.entry):  # AT&T syntax, like objdump
+        for ins in disassemble_text(code, address=f.entry):  # AT&T syntax, like objdump; text is all it needs
             rows.append((ins.address, ins.text))
-            if ins.mnemonic == "jbe":
+            if ins.text.split(" ", 1)[0] == "jbe":
                 break
         text = " ; ".join(r[1] for r in rows)
         # cmd/internal/obj/x86/obj6.go stacksplit: three sequences, by frame size vs StackSmall/StackBig
@@ -361,10 +361,10 @@ class GoProgram:
 
     def head(self, func: str, count: int = 4) -> list[tuple[int, str]]:
         """The first ``count`` instructions of ``func`` (AT&T syntax, like objdump): [(address, text)]."""
-        from helpers.asm import disassemble
+        from helpers.asm import disassemble_text
 
         f = self.binary.func(func)
-        ins = disassemble(self.read(f.entry, min(16 * count, f.end - f.entry)), address=f.entry)
+        ins = disassemble_text(self.read(f.entry, min(16 * count, f.end - f.entry)), address=f.entry)
         return [(i.address, i.text) for i in ins[:count]]
 
     def guard_from_copystack(self) -> int:
