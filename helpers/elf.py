@@ -195,15 +195,11 @@ def _to_json(info: ElfInfo) -> dict:
 
 
 def _rows(rows, kind, types) -> list:
-    """``rows`` as ``kind`` tuples, each field of the type ``types`` says (a cached entry is checked, not trusted)."""
-    if not isinstance(rows, list):
-        raise ValueError(f"cached {kind.__name__}s are not a list")
-    out = []
-    for r in rows:
-        if not (isinstance(r, list) and len(r) == len(types) and all(isinstance(v, t) for v, t in zip(r, types))):
-            raise ValueError(f"bad cached {kind.__name__}")
-        out.append(kind(*r))
-    return out
+    """``rows`` as ``kind`` tuples, each field of exactly the type ``types`` says (a cached entry is checked,
+    not trusted)."""
+    if type(rows) is not list or not all(type(r) is list and tuple(map(type, r)) == types for r in rows):
+        raise ValueError(f"bad cached {kind.__name__}s")
+    return list(map(kind._make, rows))
 
 
 def _from_json(d: dict, p: Path) -> ElfInfo:
