@@ -46,7 +46,7 @@ import hashlib
 import json
 import re
 import sys
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -437,16 +437,17 @@ def _measure_cached(path: str, digest: str, only: str) -> Measure:
 
 
 def _measure_from_json(data: dict) -> Measure:
-    """A cached Measure, checked field by field (counts non-negative ints, names strings, tables str -> int)."""
-    kinds = {f.name: f.type for f in fields(Measure)}
+    """A cached Measure, checked field by field against the type of each field's default (a name: str)."""
+    kinds = {f.name: str if f.default is MISSING and f.default_factory is MISSING else
+             type(f.default if f.default is not MISSING else f.default_factory()) for f in fields(Measure)}
     if not isinstance(data, dict) or set(data) != set(kinds):
         raise ValueError("a cached Measure has exactly Measure's fields")
     for name, value in data.items():
         t = kinds[name]
-        ok = (isinstance(value, str) if t == "str" else
-              isinstance(value, int) and value >= 0 if t == "int" else
-              isinstance(value, list) and all(isinstance(v, str) for v in value) if t == "list" else
-              isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, int) for k, v in value.items()))
+        ok = type(value) is t and (
+            value >= 0 if t is int else
+            all(type(v) is str for v in value) if t is list else
+            all(type(k) is str and type(v) is int for k, v in value.items()) if t is dict else True)
         if not ok:
             raise ValueError(f"bad cached Measure field {name}")
     return Measure(**data)

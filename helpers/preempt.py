@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers import toolchain
-from helpers.files import existing_file
+from helpers.elf import symbol_bytes
 
 RUN_TIMEOUT = 30.0  # seconds for one run of an experiment binary
 SPIN_MS = 400  # how long the spinner computes; keeps each run near a second on a 2-core CI machine
@@ -393,18 +393,6 @@ def _json_line(stdout: str, stderr: str) -> dict:
 # --------------------------------------------------------------------------------------------------
 # Machine code: does a loop have a preemption check?
 # --------------------------------------------------------------------------------------------------
-def function_code(path, name: str) -> tuple[int, bytes]:
-    """(address, bytes) of function ``name`` in an ELF, from its symbol table (helpers.elf's cached reading)."""
-    from helpers.elf import ElfError, symbol_bytes
-
-    existing_file(path)
-    try:
-        return symbol_bytes(path, name)
-    except ElfError as e:
-        raise ExperimentError(f"no symbol {name!r} in {Path(path).name}" if "has no symbol" in str(e) else str(e)) \
-            from None
-
-
 # The prologue's stack-bound check on amd64: compare SP with g.stackguard0, g being in R14 (ABIInternal,
 # golang/go src/cmd/compile/abi-internal.md) and stackguard0 at offset 0x10 of g (src/runtime/runtime2.go).
 STACK_CHECK = re.compile(r"cmp\w*\s+(%rsp, 0x10\(%r14\)|0x10\(%r14\), %rsp)")
@@ -426,7 +414,7 @@ class FunctionCode:
 def inspect_function(path, name: str) -> FunctionCode:
     from helpers.asm import disassemble
 
-    addr, code = function_code(path, name)
+    addr, code = symbol_bytes(path, name)     # helpers.elf's cached symbols; a missing one is one line
     insns = disassemble(code, "x86_64", "att", addr)
     # Go pads functions with int3; stop at the first padding run after the last ret/jmp.
     body = [i for i in insns if i.mnemonic != "int3"]

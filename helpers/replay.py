@@ -131,8 +131,7 @@ def _text(value) -> str:
 class Replay:
     """IPython custom-exception handler: a recording in place of a cell that cannot run here."""
 
-    def __init__(self, shell):
-        self.shell = shell
+    def __init__(self):
         self.missing: list[str] = []     # the first line of each ToolMissing met in this kernel
 
     @staticmethod
@@ -194,6 +193,6 @@ class Replay:
 
 def install(shell) -> Replay:
     """Handle every exception of a cell in ``shell`` with :class:`Replay` (others still get a traceback)."""
-    handler = Replay(shell)
+    handler = Replay()
     shell.set_custom_exc((Exception,), handler)
     return handler

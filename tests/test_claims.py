@@ -54,14 +54,19 @@ def test_recorded_evidence_comes_from_a_recording(entries):
             assert any("recorded" in s for s in cells), e.id
 
 
+# The authors' folders, spelled in pieces so that this file, which looks for them, does not name them itself.
+_SIBLING = "sha" + "red"
+OUTSIDE_NAMES = ("/wo" + "rk/", "../" + _SIBLING, _SIBLING + "/claims", _SIBLING + "_dir")
+
+
 def test_the_project_reads_nothing_outside_the_repository():
     """No notebook, helper or test names the authors' own folders (a reader's clone has no neighbours)."""
     hits = []
     for path in [*REPO.glob("chapters/*.ipynb"), *REPO.glob("labs/*/*.ipynb"), *REPO.glob("helpers/**/*.py"),
                  *REPO.glob("tests/**/*.py"), *REPO.glob("benchmarks/*.py"), REPO / "Makefile", REPO / "README.md", REPO / "labs" / "README.md"]:
         text = path.read_text(encoding="utf-8")
-        for needle in ("/work/", "../shared", "shared/claims", "shared_dir"):
-            if needle in text and path.name != "test_claims.py":
+        for needle in OUTSIDE_NAMES:
+            if needle in text:
                 hits.append(f"{path.relative_to(REPO)}: {needle}")
     assert not hits, hits
 
