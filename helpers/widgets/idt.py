@@ -200,9 +200,10 @@ class DeliveryViewer(LiveView):
                             self.dpl.value, self.present.value)
             self.last_qemu = idtk.check_gate(gate, vector, cpl=self.cpl.value,
                                              event="int" if self.software.value else "hw")
-        except (vm.VMError, idt.GateError) as exc:
+        except Exception as exc:  # a missing QEMU, a refused gate, a failed build or boot: one line, in place
             self.last_qemu = None
-            self.qemu_out.value = error_html(one_line(exc))
+            kind = "" if isinstance(exc, (vm.VMError, idt.GateError)) else f"{type(exc).__name__}: "
+            self.qemu_out.value = error_html(kind + one_line(exc))
             return
         self.qemu_out.value = f"<pre>{html.escape(self.last_qemu.report())}</pre>"
 

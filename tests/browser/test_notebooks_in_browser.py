@@ -144,11 +144,21 @@ def test_delivery_viewer_runs_it_on_qemu(lab, screenshot):
     box = lab.page.locator(".delivery-viewer")
     box.scroll_into_view_if_needed()
     box.locator(".delivery-qemu").click()
-    box.get_by_text("model (SDM)").or_(box.get_by_text("apt-get install")).first.wait_for(timeout=120_000)
-    text = box.inner_text()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     from helpers import vm
+    from helpers.guests import idtk
+    # the click's answer: QEMU's report, or one red line; the wait outlasts the boot's own timeout, so a boot that
+    # times out fails here with its message, not with Playwright's
+    done = box.get_by_text("model (SDM)").or_(box.locator(".delivery-qemu ~ * span", has_text="✗"))
+    try:
+        done.first.wait_for(timeout=(idtk.BOOT_TIMEOUT + 90) * 1000)
+    except PlaywrightTimeout:
+        held = lab.kernel(kernel_widget("helpers.widgets.idt.DeliveryViewer") + "print(w.qemu_out.value)")
+        pytest.fail(f"Run it on QEMU gave no answer; the widget holds: {held!r}")
+    text = box.inner_text()
     if vm.available() or vm.require_vm_env():
-        assert "handler for vector" in text and "agrees with QEMU field by field" in text
+        assert "handler for vector" in text and "agrees with QEMU field by field" in text, text
     else:
         assert "apt-get install -y --no-install-recommends qemu-system-x86" in text
     screenshot(lab.page, "delivery-viewer-on-qemu")
