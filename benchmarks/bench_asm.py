@@ -31,7 +31,7 @@ def _gas_objcopy(source: str, arch: str, syntax: str) -> bytes:
 def _reset_memos():
     from helpers import asm
     asm.cache_clear()
-    for memo in (asm._ADDED, asm._CHECKED, asm._PIECES, asm._FRONT, asm._STMTS):
+    for memo in (asm._ADDED, asm._CHECKED, asm._PIECES, asm._FRONT, asm._STMTS, asm._SHAPES):
         memo.clear()
 
 

@@ -1045,7 +1045,7 @@ class _KsProgram:
             m = _ATT_IMM.fullmatch(ops[0].strip())
             if m and _REG64.fullmatch(ops[1].strip()):
                 v = int(m.group(2), 16) * (-1 if m.group(1) else 1)
-                if -(1 << 31) <= v < (1 << 31):
+                if -(1 << 31) <= _signed(v, 64) < (1 << 31):     # GNU reads the number as 64 bits
                     mnem = "movq"
             elif ops[0].strip().startswith("$") and _REG64.fullmatch(ops[1].strip()):
                 mnem = "movq"            # "$label": GNU uses C7 /0 + R_X86_64_32S too
@@ -1671,11 +1671,16 @@ def _learn(raws: list, arch: str, syntax: str) -> dict:
         _remember(key, why)
         if why is None and other == (insn.mnemonic, insn.op_str):
             out[raw] = _Stmt(labels, code, f"{insn.mnemonic} {insn.op_str}".strip(), None, "", None, names)
+            _remember_shape(raw, values, insn, out[raw], arch, syntax)
+    _memo_stmts(out, arch, syntax)
+    return out
+
+
+def _memo_stmts(stmts: dict, arch: str, syntax: str) -> None:
     memo = _STMTS.setdefault((arch, syntax), OrderedDict())
-    memo.update(out)
+    memo.update(stmts)
     while len(memo) > _STMTS_ENTRIES:
         memo.popitem(last=False)
-    return out
 
 
 def _each(codes: list, address: int, decode) -> list:
@@ -1693,6 +1698,100 @@ def _each(codes: list, address: int, decode) -> list:
     return out
 
 
+# Statements that differ from one learned before only in their numbers ("mov $5, %ecx" after "mov $7, %ecx").
+# GNU as picks an instruction's form from its numbers only through their ranges (binutils, gas/config/tc-i386.c:
+# fits_in_signed_byte, fits_in_unsigned_byte, fits_in_signed_word and friends, on the number and on it truncated
+# to the operand size; a zero displacement is dropped; "shl $1" and "int $3" have forms of their own). So when
+# every number of the new statement falls in the same ranges as the learned one's (_value_class), GNU as emits the
+# same form, and the bytes are the learned bytes with each number written into its field, at the offset and size
+# capstone's decode of the learned bytes gave (imm_offset, disp_offset). A number with no field of its own (a
+# scale, an implicit 1, two numbers in one field) keeps its statement off this path. tests/test_asm.py holds it
+# to GNU as on every range boundary.
+class _Shape(NamedTuple):
+    stmt: _Stmt                          # the statement learned (its labels and names hold for the new one)
+    code: bytes
+    fields: tuple                        # per number, in source order: (offset, size) of its field in ``code``
+
+
+_SHAPES: "OrderedDict[tuple, _Shape]" = OrderedDict()   # (arch, syntax, statement with "#" for numbers,
+#                                                          _value_class of each number) -> _Shape
+_SHAPES_ENTRIES = 4096
+_SCALE = re.compile(r",\s*#\s*\)|\*\s*#|#\s*\*")        # AT&T (base,index,scale); Intel index*scale
+_RANGES = tuple((-(1 << (b - 1)), (1 << (b - 1)) - 1) for b in (8, 16, 32, 64)) + \
+    tuple((0, (1 << b) - 1) for b in (8, 16, 32, 64))
+
+
+def _signed(v: int, bits: int) -> int:
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+def _value_class(v: int) -> tuple:
+    """Which of GNU as's ranges ``v`` falls in: as written, and truncated to 16, 32 and 64 bits (read signed)."""
+    views = (v, _signed(v, 16), _signed(v, 32), _signed(v, 64))
+    return (v == 0, v == 1, v == 3, v < 0) + tuple(lo <= w <= hi for w in views for lo, hi in _RANGES)
+
+
+def _shape_numbers(raw: str, syntax: str):
+    """(shape, numbers) of a statement: the numbers as _KsProgram reads them (a "-" before one negates it), and the
+    statement with each replaced by "#"; None where a number is not a plain field value."""
+    numbers = []
+    for m in _NUM_TOKEN.finditer(raw):
+        tok = m.group(0)
+        v = _number(tok, syntax) if len(tok) <= MAX_DIGITS else None
+        before = raw[:m.start()].rstrip()
+        if v is None or (before.endswith("(") and _ST_OPEN.search(before)):
+            return None
+        numbers.append(-v if before.endswith("-") else v)
+    shape = _NUM_TOKEN.sub("#", raw)
+    if not numbers or _SCALE.search(shape):
+        return None
+    return shape, numbers
+
+
+def _field_bytes(v: int, size: int) -> bytes:
+    return (v & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+
+def _remember_shape(raw: str, values: list, insn, stmt: _Stmt, arch: str, syntax: str) -> None:
+    """File ``raw``'s learned bytes under its shape when each of its numbers sits alone in a field of its own."""
+    found = _shape_numbers(raw, syntax)
+    if found is None or found[1] != list(values):
+        return
+    shape, numbers = found
+    fields = [(insn.imm_offset, insn.imm_size), (insn.disp_offset, insn.disp_size)]
+    code, placed = stmt.code, []
+    for v in numbers:
+        hits = [(off, n) for off, n in fields if n and code[off:off + n] == _field_bytes(v, n)]
+        if len(hits) != 1 or hits[0] in placed:
+            return
+        placed.append(hits[0])
+    _SHAPES[arch, syntax, shape, tuple(map(_value_class, numbers))] = _Shape(stmt, code, tuple(placed))
+    while len(_SHAPES) > _SHAPES_ENTRIES:
+        _SHAPES.popitem(last=False)
+
+
+def _from_shape(raw: str, arch: str, syntax: str):
+    """raw's _Stmt from a learned statement of the same shape whose numbers fall in the same ranges, or _UNKNOWN."""
+    if not _NUM_TOKEN.search(raw):
+        return _UNKNOWN
+    found = _shape_numbers(raw, syntax)
+    shape = found and _SHAPES.get((arch, syntax, found[0], tuple(map(_value_class, found[1]))))
+    if not shape:
+        return _UNKNOWN
+    code = bytearray(shape.code)
+    for v, (off, n) in zip(found[1], shape.fields):
+        code[off:off + n] = _field_bytes(v, n)
+    code = bytes(code)
+    lite = _capstone_lite(arch, syntax, skipdata=False)
+    here, there = (next(lite.disasm_lite(code, at), None) for at in (0, _ELSEWHERE))
+    if here is None or here[1] != len(code) or there is None or here[2:] != there[2:]:
+        return _UNKNOWN
+    stmt = shape.stmt._replace(code=code, text=f"{here[2]} {here[3]}".strip())
+    _memo_stmts({raw: stmt}, arch, syntax)
+    return stmt
+
+
 def _fast_build(source: str, arch: str, syntax: str, address: int):
     """(code, listing) from memoized statements (see above), or None: then the full path decides."""
     if len(source) > MAX_SOURCE or '"' in source or "\0" in source:
@@ -1704,6 +1803,8 @@ def _fast_build(source: str, arch: str, syntax: str, address: int):
     raws = [r for r in map(str.strip, source.replace(";", "\n").split("\n")) if r]
     memo = _STMTS.get((arch, syntax), {})
     stmts = [memo.get(r, _UNKNOWN) for r in raws]
+    if _UNKNOWN in stmts:
+        stmts = [_from_shape(r, arch, syntax) if s is _UNKNOWN else s for r, s in zip(raws, stmts)]
     if _UNKNOWN in stmts:
         new = _learn(list(dict.fromkeys(r for r, s in zip(raws, stmts) if s is _UNKNOWN)), arch, syntax)
         stmts = [new[r] if s is _UNKNOWN else s for r, s in zip(raws, stmts)]

@@ -830,3 +830,88 @@ def test_a_listing_text_that_moves_with_the_address_is_not_memoized(monkeypatch)
     assert asm._fast_build(src, "x86_64", "att", 0) is None
     asm.cache_clear()
     assert assemble(src).code.hex() == "bab1cb7400f7d2"
+
+
+# ---------------------------------------------------------------- statements that differ only in their numbers
+SHAPES = {
+    ("x86_64", "att"): ["mov ${}, %ecx", "mov ${}, %cl", "mov ${}, %cx", "mov ${}, %rcx", "movq ${}, %rax",
+                        "add ${}, %eax", "add ${}, %rax", "addw ${}, %ax", "addb ${}, %al", "sub ${}, %rsp",
+                        "and ${}, %ebx", "cmpl ${}, {}(%rbp)", "movl ${}, {}(%rax)", "mov {}(%rbp), %eax",
+                        "mov {}(%rsp), %rdx", "lea {}(%rip), %rax", "mov {}(%r13), %eax", "mov {}, %eax",
+                        "mov %eax, -{}(%rbp)", "push ${}", "imul ${}, %ecx, %edx", "shl ${}, %eax",
+                        "sar ${}, %rdx", "int ${}", "ret ${}", "enter ${}, ${}", "test ${}, %eax",
+                        "testb ${}, %al", "xor ${}, %r9d", "adc ${}, %r12", "bt ${}, %eax", "movb ${}, {}(%rax,%rbx)"],
+    ("x86_64", "intel"): ["mov ecx, {}", "add eax, {}", "add rax, {}", "add ax, {}", "mov rax, {}",
+                          "mov dword ptr [rbp+{}], {}", "mov eax, [rsp+{}]", "mov eax, [rbp-{}]", "push {}",
+                          "imul edx, ecx, {}", "shl eax, {}", "int {}", "ret {}", "test eax, {}", "sub rsp, {}"],
+    ("x86_32", "att"): ["mov ${}, %ecx", "add ${}, %eax", "addw ${}, %ax", "movl ${}, {}(%eax)", "mov {}(%ebp), %eax",
+                        "mov {}, %eax", "push ${}", "imul ${}, %ecx, %edx", "shl ${}, %eax", "int ${}", "ret ${}",
+                        "sub ${}, %esp", "cmpb ${}, {}(%esp)"],
+    ("x86_32", "intel"): ["mov ecx, {}", "add eax, {}", "add ax, {}", "mov dword ptr [ebp+{}], {}", "push {}",
+                          "mov eax, [esp+{}]", "shl eax, {}", "int {}", "sub esp, {}"],
+}
+BOUNDARIES = [0, 1, 2, 3, 4, 5, 0x7E, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF,
+              0x80000000, 0xFFFFFFFF, 0x100000000, (1 << 63) - 1, 1 << 63, (1 << 64) - 1,
+              -1, -2, -0x7F, -0x80, -0x81, -0x8000, -0x8001, -(1 << 31), -(1 << 31) - 1]
+
+
+def _shaped(shape: str, v: int, k: int) -> str:
+    others = [8, 0x1000, 0][: shape.count("{}") - 1]
+    stmt = shape.format(hex(v) if k % 2 else str(v), *others)        # both spellings
+    return stmt.replace("+-", "-").replace("--", "")   # "[rbp+-8]" and "-{}" of a negative number: plain forms
+
+
+def _gas_each(statements: list, arch: str, syntax: str) -> list:
+    """GNU as's bytes for each statement alone (each in a section of its own, one run), None where it rejects
+    or warns about the statement."""
+    from elftools.elf.elffile import ELFFile
+    out, keep = [None] * len(statements), list(range(len(statements)))
+    head = ".intel_syntax noprefix\n" if syntax == "intel" else ""
+    line_re = re.compile(r":(\d+): (?:Error|Warning)")
+    with tempfile.TemporaryDirectory(prefix="asm-shapes-") as d:
+        for _ in range(3):
+            text = head + "".join(f'.section .s{k},"ax"\n{statements[k]}\n' for k in keep)
+            Path(d, "a.s").write_text(text)
+            p = asm._run([asm.gnu_as(), "--64" if arch == "x86_64" else "--32", "-o", f"{d}/a.o", f"{d}/a.s"])
+            bad = {(int(m.group(1)) - 1 - bool(head)) // 2 for m in line_re.finditer(p.stderr)}
+            if not bad and p.returncode == 0:
+                with open(f"{d}/a.o", "rb") as f:
+                    elf = ELFFile(f)
+                    for k in keep:
+                        out[k] = elf.get_section_by_name(f".s{k}").data()
+                return out
+            keep = [k for i, k in enumerate(keep) if i not in bad]
+    raise AssertionError("GNU as kept failing on the same statements")
+
+
+@needs_as
+@pytest.mark.parametrize("mode", list(SHAPES))
+def test_a_statement_differing_only_in_its_numbers_matches_gnu_as_on_every_range_boundary(mode):
+    """The shape path (_from_shape) writes a new number into a learned statement's field only when the number
+    falls in the same ranges as the learned one; on every boundary of those ranges, and in both spellings,
+    the bytes must be GNU as's, and a statement GNU as rejects or warns about must never come out of it."""
+    arch, syntax = mode
+    stmts = [_shaped(shape, v, k) for shape in SHAPES[mode] for k, v in enumerate(BOUNDARIES)]
+    stmts = list(dict.fromkeys(stmts))
+    want = _gas_each(stmts, arch, syntax)
+    for memo in (asm._STMTS, asm._SHAPES, asm._PIECES, asm._ADDED, asm._FRONT, asm._CHECKED):
+        memo.clear()
+    first = [asm._fast_build(s, arch, syntax, 0) for s in stmts]   # learns one statement of each range, or more
+    asm._STMTS.clear()                                              # the shapes stay: now each is derived
+    real, derived = asm._from_shape, []
+
+    def derive(raw, *a):
+        got = real(raw, *a)
+        derived.append(got is not asm._UNKNOWN)
+        return got
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(asm, "_from_shape", derive)
+        second = [asm._fast_build(s, arch, syntax, 0) for s in stmts]
+    for s, ref, a, b in zip(stmts, want, first, second):
+        for built in (a, b):
+            if ref is None:
+                assert built is None, f"{s!r}: GNU as refuses it, the fast path gave {built[0].hex()}"
+            elif built is not None:
+                assert built[0] == ref, f"{s!r}: fast path {built[0].hex()}, GNU as {ref.hex()}"
+                assert built[1][0].text == asm._listing(ref, arch, syntax, 0)[0].text
+    assert sum(derived) >= len(stmts) // 3, f"only {sum(derived)} of {len(stmts)} statements were derived"
