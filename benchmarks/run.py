@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py             # all; writes benchmarks/results.json and the README table
     .venv/bin/python benchmarks/run.py asm elf     # only benchmarks whose name contains one of these words
+                                                  # (their rows replace those in results.json and the README)
     .venv/bin/python benchmarks/run.py --quick     # smaller runs (a smoke test; not for the README)
 
 Adding a benchmark is one function: ``def bench_<what>(quick: bool = False) -> Row | list[Row]`` in any
@@ -60,9 +61,15 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _header(info: dict) -> str:
+    return (f"Latest `make bench` ({info['date']}) on {info['cpu']}, {info['cpus']} CPUs, "
+            f"load average {info['load_average'][0]} at the end, Python {info['python']}, {info['system']}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("words", nargs="*", help="run only benchmarks whose name contains one of these")
+    ap.add_argument("words", nargs="*", help="run only benchmarks whose name contains one of these (their rows "
+                    "replace the same benchmarks' rows in results.json; the README says which were re-run)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="print only")
     a = ap.parse_args(argv)
@@ -86,12 +93,26 @@ def main(argv=None) -> int:
           f"Python {info['python']}, {info['system']}, {info['date']}"
           f"{' (quick run)' if a.quick else ''}; {time.perf_counter() - t0:.0f} s in all\n")
     print(text)
-    if not a.no_write and not a.quick and not a.words:
-        RESULTS.write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
+    if not a.no_write and not a.quick:
+        header = _header(info)
+        if a.words:              # a partial run replaces its own benchmarks' rows and says so
+            old = json.loads(RESULTS.read_text())
+            ran = {r["benchmark"] for r in rows}
+            fresh, merged = rows, []
+            for r in old["rows"]:        # each re-run benchmark's rows where its old ones stood
+                if r["benchmark"] not in ran:
+                    merged.append(r)
+                elif not any(m["benchmark"] == r["benchmark"] for m in merged):
+                    merged += [f for f in fresh if f["benchmark"] == r["benchmark"]]
+            rows = merged + [f for f in fresh if f not in merged]
+            info = {**old["machine"], "rerun": {"benchmarks": sorted(ran), **info}}
+            header = old.get("header") or _header(old["machine"])
+            header += f"; the rows of {', '.join(sorted(ran))} re-run {info['rerun']['date']}" \
+                f" (load average {info['rerun']['load_average'][0]})"
+            text = table(rows)
+        RESULTS.write_text(json.dumps({"machine": info, "header": header, "rows": rows}, indent=1) + "\n")
         readme = README.read_text()
-        block = (f"{BEGIN}\nLatest `make bench` ({info['date']}) on {info['cpu']}, {info['cpus']} CPUs, "
-                 f"load average {info['load_average'][0]} at the end, Python {info['python']}, {info['system']}:\n\n"
-                 f"{text}\n{END}")
+        block = f"{BEGIN}\n{header}:\n\n{text}\n{END}"
         if BEGIN in readme:
             readme = readme[:readme.index(BEGIN)] + block + readme[readme.index(END) + len(END):]
         else:
