@@ -28,15 +28,9 @@ def _gas_objcopy(source: str, arch: str, syntax: str) -> bytes:
         return Path(b).read_bytes()
 
 
-def _reset_memos():
-    from helpers import asm
-    asm.cache_clear()
-    for memo in (asm._ADDED, asm._CHECKED, asm._PIECES, asm._FRONT, asm._STMTS, asm._SHAPES):
-        memo.clear()
-
-
 def bench_assembler(quick: bool = False) -> list[Row]:
     import gen_asm_corpus as G
+    from helpers import asm
     from helpers.asm import assemble
 
     cases = G.with_references(G.corpus(seed=13, per_mode=8 if quick else 40))
@@ -52,7 +46,7 @@ def bench_assembler(quick: bool = False) -> list[Row]:
         assemble(edit + "\n" + c["source"], c["arch"], c["syntax"], c["address"])
 
     def cold(i):                # nothing met before (every memo and cache empty)
-        _reset_memos()
+        asm.memo_clear()
         c = cases[i % len(cases)]
         assemble(c["source"], c["arch"], c["syntax"], c["address"])
 
@@ -67,7 +61,7 @@ def bench_assembler(quick: bool = False) -> list[Row]:
     n = len(cases)
     t_fresh, t_cold, t_again = times(fresh, n), times(cold, n), times(again, n * 5)
     t_comment = times(comment, n)
-    _reset_memos()
+    asm.memo_clear()
     b = median(base) * 1e3
     ident = f"byte-identical to GNU as on {same}/{len(cases)} held-out programs, {backends.count('keystone')} " \
             "in-process"

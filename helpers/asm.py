@@ -1743,10 +1743,10 @@ def _shape_numbers(raw: str, syntax: str):
         if v is None or (before.endswith("(") and _ST_OPEN.search(before)):
             return None
         numbers.append(-v if before.endswith("-") else v)
-    shape = _NUM_TOKEN.sub("#", raw)
-    if not numbers or _SCALE.search(shape):
+    if not numbers:
         return None
-    return shape, numbers
+    shape = _NUM_TOKEN.sub("#", raw)
+    return None if _SCALE.search(shape) else (shape, numbers)
 
 
 def _field_bytes(v: int, size: int) -> bytes:
@@ -1773,8 +1773,6 @@ def _remember_shape(raw: str, values: list, insn, stmt: _Stmt, arch: str, syntax
 
 def _from_shape(raw: str, arch: str, syntax: str):
     """raw's _Stmt from a learned statement of the same shape whose numbers fall in the same ranges, or _UNKNOWN."""
-    if not _NUM_TOKEN.search(raw):
-        return _UNKNOWN
     found = _shape_numbers(raw, syntax)
     shape = found and _SHAPES.get((arch, syntax, found[0], tuple(map(_value_class, found[1]))))
     if not shape:
@@ -1862,6 +1860,13 @@ def cache_clear() -> None:
         _CACHE.clear()
 
 
+def memo_clear() -> None:
+    """Forget every cached assembly and every statement learned (as if none had been met: benchmarks, tests)."""
+    cache_clear()
+    for memo in (_ADDED, _CHECKED, _PIECES, _FRONT, _STMTS, _SHAPES):
+        memo.clear()
+
+
 def assemble(source: str, arch: str = "x86_64", syntax: str = "att", address: int = 0,
              backend: str = "auto") -> Assembly:
     """Assemble ``source`` to bytes as GNU as would, placed at ``address``.
@@ -1919,5 +1924,5 @@ def _assemble(source: str, arch: str, syntax: str, address: int, backend: str) -
     return code, tuple(listing), backend
 
 
-__all__ = ["assemble", "disassemble", "disassemble_text", "format_listing", "check_gas_source", "cache_clear", "AsmError", "Assembly", "Insn", "Line",
+__all__ = ["assemble", "disassemble", "disassemble_text", "format_listing", "check_gas_source", "cache_clear", "memo_clear", "AsmError", "Assembly", "Insn", "Line",
            "gnu_as", "gnu_as_version", "ARCHES", "SYNTAXES", "BACKENDS"]

@@ -766,6 +766,7 @@ def test_programs_the_fast_path_builds(source, arch, syntax, hexa):
 
 def test_a_never_seen_program_costs_one_keystone_call_and_an_edit_learns_one_statement():
     from unittest import mock
+    asm.memo_clear()             # never seen: no statement (or statement of the same shape) learned by other tests
     src = "mov $123457, %eax\nadd %ebx, %ecx\nsub $0x1234, %rsp\nlea 0x10(%rax,%rbx,4), %rcx\nL9: push %rbx\n" \
           "jne L9\nret"
     with mock.patch.object(asm, "_ks_asm_here", wraps=asm._ks_asm_here) as ks:
@@ -894,8 +895,7 @@ def test_a_statement_differing_only_in_its_numbers_matches_gnu_as_on_every_range
     stmts = [_shaped(shape, v, k) for shape in SHAPES[mode] for k, v in enumerate(BOUNDARIES)]
     stmts = list(dict.fromkeys(stmts))
     want = _gas_each(stmts, arch, syntax)
-    for memo in (asm._STMTS, asm._SHAPES, asm._PIECES, asm._ADDED, asm._FRONT, asm._CHECKED):
-        memo.clear()
+    asm.memo_clear()
     first = [asm._fast_build(s, arch, syntax, 0) for s in stmts]   # learns one statement of each range, or more
     asm._STMTS.clear()                                              # the shapes stay: now each is derived
     real, derived = asm._from_shape, []
