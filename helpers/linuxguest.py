@@ -728,11 +728,17 @@ def results() -> GuestResults:
 
 
 def comparable(data: dict) -> dict:
-    """What must not change between two runs: everything but the timing and the versions, with the kernel's
-    release (which names the header paths in kbuild's flags) written as ``<release>``, so that a Debian point
-    release of the same kernel compares equal unless the kernel really behaves differently."""
+    """What must not change between two runs: everything but the timing and the versions, so that a Debian point
+    release of the same kernel compares equal unless the kernel really behaves differently. What a point release
+    of the headers changes is written out: the release (it names the header paths in kbuild's flags) as
+    ``<release>``; the number ``__UNIQUE_ID`` appends (``__COUNTER__``, include/linux/compiler-gcc.h: it counts
+    every use in the headers before it) as ``<n>``; and the count of each relocation type in the Go module, which
+    includes kbuild's generated ``.mod.c`` (the types are kept)."""
     rest = {k: v for k, v in data.items() if k not in ("elapsed", "versions")}
-    return json.loads(re.sub(r"\b\d+\.\d+\.\d+-\d+-(amd64|common)\b", "<release>", json.dumps(rest)))
+    if isinstance(rest.get("host"), dict) and isinstance(rest["host"].get("go_relocations"), dict):
+        rest["host"] = {**rest["host"], "go_relocations": sorted(rest["host"]["go_relocations"])}
+    text = re.sub(r"\b\d+\.\d+\.\d+-\d+-(amd64|common)\b", "<release>", json.dumps(rest))
+    return json.loads(re.sub(r"\b(__UNIQUE_ID_\w*?)\d+\b", r"\1<n>", text))
 
 
 def record() -> Path:

@@ -84,7 +84,14 @@ def test_real_module_rows_match_its_code_and_the_recording(monkeypatch):
     assert len(prologue) >= 5 and all(r.sp_offset == sp[r.offset] for r in prologue)
     monkeypatch.setattr(K, "_live", lambda module: (None, None))
     rec = K.evidence()
-    assert rec.recorded and (rec.rows, rec.sections, rec.code) == (ev.rows, ev.sections, ev.code)
+    assert rec.recorded and rec.function == ev.function
+    # the chapter's function is the same code with the same ORC rows in every point release so far; the module's
+    # section sizes are compared only within one release (each release compiles the rest of fat.ko again)
+    assert (rec.rows, rec.code) == (ev.rows, ev.code), f"re-record for {ev.release}: python -m helpers.kunwind"
+    if rec.release == ev.release:
+        assert (rec.sections, rec.rows_total) == (ev.sections, ev.rows_total)
+    else:
+        assert set(rec.sections) == set(ev.sections) and rec.sections[".eh_frame"] == 0
 
 
 def test_the_recording_shows_the_same_agreement(monkeypatch):
