@@ -5,6 +5,7 @@ helpers.asm; each constant's assembly (Intel syntax) is in the comment next to i
 """
 from __future__ import annotations
 
+import struct
 import time
 
 import pytest
@@ -700,3 +701,26 @@ def test_a_truncated_trace_says_so_in_the_outcome():
     assert out.trace.notice in repr(out.trace)
     full = Machine().run(loop, trace=True)
     assert not full.trace.truncated and "trace" not in full.message
+
+
+def test_layout_probe_is_not_fooled_by_a_copy_of_its_pattern(monkeypatch):
+    """The probe finds unicorn's register file by values it writes into the registers; a copy of those values in
+    front of the real place (the probe's own bytes object can be there) must be passed over, not taken."""
+    import helpers.emu as emu
+    found = emu._probe_layout()
+    assert None not in (found.counter_off, found.cpu_off, found.regs_delta, found.dr0_delta), found
+    real = emu._pread
+    starts = (struct.pack("<Q", 0x5EED_0000_1111_0000), struct.pack("<Q", 0x0D0D_5EED_0000_0001))
+    decoys = []
+
+    def pread_with_decoy(addr, n):
+        blob = real(addr, n)
+        for start, size in zip(starts, (128, 16)):
+            i = blob.find(start)
+            if n == 1 << 16 and i >= 256:       # put a copy of what the probe looks for at the region's start
+                decoys.append(addr)
+                blob = blob[i:i + size] + blob[size:]
+        return blob
+    monkeypatch.setattr(emu, "_LAYOUT", None)
+    monkeypatch.setattr(emu, "_pread", pread_with_decoy)
+    assert emu._probe_layout() == found and len(decoys) >= 2
