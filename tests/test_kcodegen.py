@@ -4,6 +4,7 @@ Each test says what it proves. Builds are cached by helpers.toolchain; zig is al
 Debian kernel tree are used where installed (CI installs them) and the recording stands in otherwise.
 """
 import json
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -208,11 +209,17 @@ def test_recording_matches_the_live_tree():
     saved = json.loads(k.RECORDING.read_text())
     assert {"capstone", "pyelftools"} <= set(saved["tools"])
     tree = k.kernel_tree()
-    if tree is None or tree.release != saved["facts"]["release"]:
-        pytest.skip("no kernel tree of the recorded release here: the recording is what the chapter uses")
+    if tree is None:
+        assert os.environ.get("BOOK_REQUIRE_VM") != "1", "CI installs Debian's kernel headers (.ci/run)"
+        pytest.skip("no kernel tree here: the recording is what the chapter uses")
     live = json.loads(json.dumps(k.kernel_facts(tree)))
-    assert live["rules"] == saved["facts"]["rules"] and live["cflags"] == saved["facts"]["cflags"]
-    assert live["stacks"] == saved["facts"]["stacks"]
+    assert live["cflags"] == saved["facts"]["cflags"] and live["stacks"] == saved["facts"]["stacks"]
+    if tree.release == saved["facts"]["release"]:
+        assert live["rules"] == saved["facts"]["rules"]
+    else:   # another point release: the same rules, flags and lines, at other line numbers of its Makefiles
+        def unnumbered(rules):
+            return [{**r, "lines": [text for _, text in r["lines"]]} for r in rules]
+        assert unnumbered(live["rules"]) == unnumbered(saved["facts"]["rules"])
 
 
 def test_matrix_cells_are_computed_from_the_measurements():
