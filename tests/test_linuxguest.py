@@ -176,3 +176,20 @@ def test_loader_line_readers(symbols, relocs):
     rl = [f"module: m: Unknown rela relocation: {n}" for n in relocs]
     assert L.rejected_relocations(rl + rl) == [L.relocation_name(n) for n in dict.fromkeys(relocs)]
     assert L.relocation_name(22) == "R_X86_64_GOTTPOFF" and L.relocation_name(23) == "R_X86_64_TPOFF32"
+
+
+def test_comparable_writes_out_only_what_a_headers_point_release_changes():
+    """Two runs on two Debian point releases: the release, __UNIQUE_ID's counter and the Go module's relocation
+    counts differ and compare equal; another symbol, relocation type or kernel message does not."""
+    def run(release, counter, n32, name="__UNIQUE_ID_license", rtype="R_X86_64_32", line="hello: loaded"):
+        return {"elapsed": counter / 10, "versions": {"kernel": release},
+                "host": {"hello_symbols": [[f"{name}{counter}", 12, "OBJECT", "LOCAL", ".modinfo"]],
+                         "go_relocations": {rtype: n32, "R_X86_64_PLT32": 7},
+                         "flags": [f"-I/usr/src/linux-headers-{release.replace('amd64', 'common')}/include"]},
+                "steps": {"insmod_hello": [line]}}
+    base = L.comparable(run("6.1.0-57-amd64", 194, 51191))
+    assert L.comparable(run("6.1.0-50-amd64", 191, 51190)) == base
+    for other in (run("6.1.0-57-amd64", 194, 51191, name="__UNIQUE_ID_author"),
+                  run("6.1.0-57-amd64", 194, 51191, rtype="R_X86_64_64"),
+                  run("6.1.0-57-amd64", 194, 51191, line="hello: Unknown symbol")):
+        assert L.comparable(other) != base
