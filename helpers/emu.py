@@ -512,26 +512,24 @@ def _uch(uc) -> int:
     return uc._uch.value
 
 
-def _find_live(blob: bytes, pat: bytes, live) -> int | None:
-    """The first offset of ``pat`` in ``blob`` that ``live(offset)`` confirms, or None."""
+def _register_place(uc, regs: list, magic: list, base: int) -> int | None:
+    """Where in the 64 KiB from ``base`` the 8-byte registers ``regs`` (holding ``magic``) live, or None. A hit
+    counts only if other values written to the registers appear there too: a copy of the pattern elsewhere (the
+    probe's own bytes object can lie behind some pointer) is passed over. The registers keep ``magic``."""
+    pack = struct.Struct(f"<{len(regs)}Q").pack
+    other = [v ^ 0x00A5_0000_0000_A500 for v in magic]
+    blob, pat = _pread(base, 1 << 16), pack(*magic)
     k = blob.find(pat)
     while k >= 0:
-        if live(k):
+        for r, v in zip(regs, other):
+            uc.reg_write(r, v)
+        follows = _pread(base + k, len(pat)) == pack(*other)
+        for r, v in zip(regs, magic):
+            uc.reg_write(r, v)
+        if follows:
             return k
         k = blob.find(pat, k + 1)
     return None
-
-
-def _follows(uc, regs: list, read, pack, magic: list) -> bool:
-    """Whether the memory ``read()`` returns tracks the registers: other values written to them appear there
-    (and the probe's values are put back)."""
-    other = [v ^ 0x00A5_0000_0000_A500 for v in magic]
-    for r, v in zip(regs, other):
-        uc.reg_write(r, v)
-    ok = read() == pack(other)
-    for r, v in zip(regs, magic):
-        uc.reg_write(r, v)
-    return ok
 
 
 def _probe_layout() -> _Layout:
@@ -561,16 +559,12 @@ def _probe_layout() -> _Layout:
         magic = [0x5EED_0000_0000_0000 | (0x1111 * (i + 1)) << 16 | i for i in range(16)]
         for r, v in zip(gprs, magic):
             uc.reg_write(r, v)
-        pat = struct.pack("<16Q", *magic)
         blob = _pread(h, 8192)
-        # A hit can be a copy of the pattern elsewhere (this very bytes object, if it lies in the 64 KiB behind
-        # some pointer), so each one must also follow a second set of values written to the registers.
         for o in range(0, len(blob) - 7, 8):
             p = struct.unpack_from("<Q", blob, o)[0]
             if p < 0x10000 or p >= 1 << 47 or p & 7:
                 continue
-            k = _find_live(_pread(p, 1 << 16), pat, lambda k, p=p: _follows(
-                uc, gprs, lambda: _pread(p + k, 128), lambda v: struct.pack("<16Q", *v), magic))
+            k = _register_place(uc, gprs, magic, p)
             if k is not None:
                 cpu_off, regs_delta = o, k
                 break
@@ -581,9 +575,8 @@ def _probe_layout() -> _Layout:
             drs, dr_magic = [X.UC_X86_REG_DR0, X.UC_X86_REG_DR1], [0x0D0D_5EED_0000_0001, 0x0D1D_5EED_0000_0002]
             for r, v in zip(drs, dr_magic):
                 uc.reg_write(r, v)
-            k = _find_live(_pread(env, 1 << 16), struct.pack("<QQ", *dr_magic), lambda k: k > 0 and _follows(
-                uc, drs, lambda: _pread(env + k, 16), lambda v: struct.pack("<QQ", *v), dr_magic))
-            if k is not None:
+            k = _register_place(uc, drs, dr_magic, env)
+            if k:   # env.dr sits after error_code and exception_is_int, never at env.regs itself
                 seen = []
                 uc.hook_add(unicorn.UC_HOOK_INTR, lambda u, n, d: (seen.append(
                     struct.unpack("<ii", _pread(env + k - 16 + 4, 4) + _pread(env + k + 96, 4))), u.emu_stop()))

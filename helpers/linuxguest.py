@@ -735,7 +735,7 @@ def comparable(data: dict) -> dict:
     every use in the headers before it) as ``<n>``; and the count of each relocation type in the Go module, which
     includes kbuild's generated ``.mod.c`` (the types are kept)."""
     rest = {k: v for k, v in data.items() if k not in ("elapsed", "versions")}
-    if isinstance(rest.get("host"), dict) and isinstance(rest["host"].get("go_relocations"), dict):
+    if "go_relocations" in rest.get("host", {}):
         rest["host"] = {**rest["host"], "go_relocations": sorted(rest["host"]["go_relocations"])}
     text = re.sub(r"\b\d+\.\d+\.\d+-\d+-(amd64|common)\b", "<release>", json.dumps(rest))
     return json.loads(re.sub(r"\b(__UNIQUE_ID_\w*?)\d+\b", r"\1<n>", text))
